@@ -1,0 +1,65 @@
+"""aiowget: download many URLs at once with asyncio.
+
+```
+results = await aiowget.download(urls, directory="data", jobs=16)
+for result in results.failed:
+    print(result.url, result.error)
+```
+"""
+
+from ._version import __version__
+from .downloader import Downloader, download
+from .errors import (
+    AiowgetError,
+    AuthenticationError,
+    ContentTooShortError,
+    DownloadTimeoutError,
+    ExitStatus,
+    HTTPStatusError,
+    InvalidURLError,
+    LocalIOError,
+    NetworkError,
+    ProtocolError,
+    TLSError,
+    UsageError,
+)
+from .models import (
+    Event,
+    Finished,
+    IfExists,
+    Job,
+    Naming,
+    Options,
+    Outcome,
+    Result,
+    Results,
+    Started,
+)
+
+__all__ = [
+    "AiowgetError",
+    "AuthenticationError",
+    "ContentTooShortError",
+    "DownloadTimeoutError",
+    "Downloader",
+    "Event",
+    "ExitStatus",
+    "Finished",
+    "HTTPStatusError",
+    "IfExists",
+    "InvalidURLError",
+    "Job",
+    "LocalIOError",
+    "Naming",
+    "NetworkError",
+    "Options",
+    "Outcome",
+    "ProtocolError",
+    "Result",
+    "Results",
+    "Started",
+    "TLSError",
+    "UsageError",
+    "__version__",
+    "download",
+]

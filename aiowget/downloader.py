@@ -1,0 +1,281 @@
+"""The `Downloader`: one session, the limits, one coroutine per URL, and the join.
+
+Jobs are pulled from the input as slots free up: `jobs` workers each take the next job, run one
+transfer coroutine for it and take another; `asyncio.gather` over the workers is the join. So a
+list of 100,000 URLs costs about as much memory as a list of 100 (NOTES-aiohttp.md: parking
+every URL on a semaphore costs ~1.5 KB each and its wake-ups are quadratic on Python 3.11).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import aiohttp
+
+from .errors import UsageError
+from .models import Event, Job, Options, Result, Results
+from .naming import NameRegistry
+from .transfer import Context, ensure_directory, transfer
+
+__all__ = ["Downloader", "JobSource", "download"]
+
+EventHandler = Callable[[Event], Awaitable[None] | None]
+JobSource = Iterable[str | Job] | AsyncIterable[str | Job]
+
+
+async def download(
+    urls: JobSource,
+    directory: str | os.PathLike[str] = ".",
+    *,
+    session: aiohttp.ClientSession | None = None,
+    on_event: EventHandler | None = None,
+    **options: Any,
+) -> Results:
+    """Download every URL into `directory`; per-URL failures are results, in input order."""
+    async with Downloader(directory=directory, session=session, on_event=on_event, **options) as dl:
+        indexed = [item async for item in dl._indexed_results(urls)]
+    return Results(result for _, result in sorted(indexed, key=lambda item: item[0]))
+
+
+class Downloader:
+    """Downloads through one session with shared limits, names and reporting.
+
+    ```
+    async with Downloader(jobs=8, directory="data") as dl:
+        result = await dl.download_one(url)
+        async for result in dl.iter_download(urls):
+            ...
+    ```
+    Options are those of `Options` (a `UsageError` names a bad one). A `session` given by the
+    caller is used and left open; otherwise one is made and closed on exit.
+    """
+
+    def __init__(
+        self,
+        options: Options | None = None,
+        /,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        on_event: EventHandler | None = None,
+        **changes: Any,
+    ) -> None:
+        if "directory" in changes:
+            changes["directory"] = Path(os.fspath(changes["directory"]))
+        self.options = dataclasses.replace(options or Options(), **changes)
+        self._given_session = session
+        self._on_event = on_event
+        self._context: Context | None = None
+        self._hosts = _HostLimiter(self.options.per_host)
+        self._directory: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    async def __aenter__(self) -> Downloader:
+        session = self._given_session or _new_session()
+        self._context = Context(
+            session=session,
+            options=self.options,
+            names=NameRegistry(),
+            host_slot=self._hosts.slot,
+            directory_ready=self._directory_ready,
+            emit=self._emit,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        if self._context is not None and self._given_session is None:
+            await self._context.session.close()
+        self._context = None
+
+    async def prepare_directory(self) -> None:
+        """Create the target directory now; `LocalIOError` naming it when it cannot be used.
+
+        Transfers do this on their own when they first need it; calling it first turns a bad
+        directory into one error instead of one failure per URL."""
+        await self._directory_ready()
+
+    async def download_one(self, url: str, path: str | os.PathLike[str] | None = None) -> Result:
+        """Fetch one URL, to `path` exactly when given, else to a name in the directory."""
+        job = Job(url=url, path=None if path is None else Path(os.fspath(path)))
+        return self._checked(await transfer(job, self._ctx()))
+
+    async def download_to_stream(self, url: str, stream: IO[bytes]) -> Result:
+        """Fetch one URL and write its body to an open binary stream (`-O -`)."""
+        return self._checked(await transfer(Job(url=url), self._ctx(), stream))
+
+    async def iter_download(self, jobs: JobSource) -> AsyncIterator[Result]:
+        """Results as they finish; the input is consumed lazily, so it may be unbounded."""
+        async for _, result in self._indexed_results(jobs):
+            yield self._checked(result)
+
+    async def _indexed_results(self, jobs: JobSource) -> AsyncIterator[tuple[int, Result]]:
+        ctx = self._ctx()
+        results: asyncio.Queue[tuple[int, Result]] = asyncio.Queue(maxsize=self.options.jobs)
+        source = _Source(jobs)
+        pool = self._track(asyncio.ensure_future(self._pool(ctx, source, results)))
+        try:
+            while (item := await _next(results, pool)) is not None:
+                yield item
+        finally:
+            pool.cancel()
+            await asyncio.wait({pool})
+
+    async def _pool(
+        self, ctx: Context, source: _Source, results: asyncio.Queue[tuple[int, Result]]
+    ) -> None:
+        async def worker() -> None:
+            while (item := await source.next()) is not None:
+                index, job = item
+                await results.put((index, await transfer(job, ctx)))
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(self.options.jobs)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.wait(workers)
+        source.raise_error()
+
+    def _checked(self, result: Result) -> Result:
+        if self.options.raise_errors and result.error is not None:
+            raise result.error
+        return result
+
+    def _ctx(self) -> Context:
+        if self._context is None:
+            raise UsageError("use the Downloader inside 'async with'")
+        return self._context
+
+    def _track(self, task: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _emit(self, event: Event) -> None:
+        if self._on_event is not None:
+            outcome = self._on_event(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    async def _directory_ready(self) -> None:
+        # Made once for the whole run; shielded so one cancelled job cannot cancel it for all.
+        if self._directory is None:
+            self._directory = self._track(
+                asyncio.ensure_future(ensure_directory(self.options.directory))
+            )
+        await asyncio.shield(self._directory)
+
+
+async def _next(
+    results: asyncio.Queue[tuple[int, Result]], pool: asyncio.Future[None]
+) -> tuple[int, Result] | None:
+    """The next result, or None once the pool is done and drained (its error raised)."""
+    if not results.empty():
+        return results.get_nowait()
+    getter = asyncio.ensure_future(results.get())
+    waiters: set[asyncio.Future[Any]] = {getter, pool}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    pool.result()
+    return results.get_nowait() if not results.empty() else None
+
+
+class _Source:
+    """Hands out the jobs of a (possibly async, possibly endless) iterable to the workers.
+
+    An async generator cannot be advanced by two tasks at once, hence the lock. An error while
+    reading the input stops handing out jobs; it is raised once the jobs in flight are done.
+    """
+
+    def __init__(self, jobs: JobSource) -> None:
+        if isinstance(jobs, str | bytes):
+            raise TypeError("expected an iterable of URLs, got a single string")
+        self._sync = iter(jobs) if isinstance(jobs, Iterable) else None
+        self._async = aiter(jobs) if isinstance(jobs, AsyncIterable) else None
+        self._lock = asyncio.Lock()
+        self._count = 0
+        self._done = False
+        self._error: BaseException | None = None
+
+    async def next(self) -> tuple[int, Job] | None:
+        async with self._lock:
+            if self._done:
+                return None
+            try:
+                item = await anext(self._async) if self._async else next(self._sync)  # type: ignore[arg-type]
+            except (StopIteration, StopAsyncIteration):
+                self._done = True
+                return None
+            except Exception as exc:
+                self._done, self._error = True, exc
+                return None
+            self._count += 1
+            return self._count - 1, _as_job(item)
+
+    def raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def _as_job(item: str | Job) -> Job:
+    if isinstance(item, Job):
+        return item
+    if isinstance(item, str):
+        return Job(url=item)
+    raise TypeError(f"expected a URL string or a Job, got {type(item).__name__}")
+
+
+@dataclasses.dataclass
+class _HostSlots:
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
+class _HostLimiter:
+    """At most `limit` transfers at once per origin; unlimited when `limit` is None."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        self._hosts: dict[str, _HostSlots] = {}
+
+    @asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
+        if self._limit is None:
+            yield
+            return
+        host = self._hosts.setdefault(key, _HostSlots(asyncio.Semaphore(self._limit)))
+        host.users += 1
+        try:
+            async with host.semaphore:
+                yield
+        finally:
+            host.users -= 1
+            if not host.users:
+                del self._hosts[key]  # forget idle hosts: memory stays flat over long lists
+
+
+def _new_session() -> aiohttp.ClientSession:
+    # Concurrency is bounded by the workers and the per-host slots, not by the connector.
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))

@@ -1,0 +1,177 @@
+"""The one exception tree of aiowget, and the one place lower-level errors are mapped into it.
+
+    AiowgetError                     exit 1   anything not classified below
+    ├── UsageError                   exit 2   options or input that cannot work
+    │   └── InvalidURLError                   unusable URL, unsupported scheme
+    ├── LocalIOError                 exit 3   the target directory or a local file
+    ├── NetworkError                 exit 4   DNS, connect, reset, timeout
+    │   ├── DownloadTimeoutError              no byte within the read or connect timeout
+    │   └── ContentTooShortError              the body ended before its Content-Length
+    ├── TLSError                     exit 5   certificate or handshake failure
+    ├── ProtocolError                exit 7   malformed response, redirect loop
+    └── HTTPStatusError              exit 8   the server answered 400 or more
+        └── AuthenticationError      exit 6   401 and 407
+
+Exit statuses follow wget's (DESIGN.md). `map_errors()` is the only place where aiohttp and OS
+exceptions become these; aiohttp is imported lazily there so that importing this module stays
+cheap and free of I/O libraries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+
+__all__ = [
+    "AiowgetError",
+    "AuthenticationError",
+    "ContentTooShortError",
+    "DownloadTimeoutError",
+    "ExitStatus",
+    "HTTPStatusError",
+    "InvalidURLError",
+    "LocalIOError",
+    "NetworkError",
+    "ProtocolError",
+    "TLSError",
+    "UsageError",
+    "combine_exit_statuses",
+    "map_errors",
+]
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    GENERIC = 1
+    USAGE = 2
+    LOCAL_IO = 3
+    NETWORK = 4
+    TLS = 5
+    AUTHENTICATION = 6
+    PROTOCOL = 7
+    SERVER_ERROR = 8
+    INTERRUPTED = 130
+
+
+class AiowgetError(Exception):
+    """Base of every error aiowget raises or reports; `str()` is the one-line reason."""
+
+    exit_status = ExitStatus.GENERIC
+
+
+class UsageError(AiowgetError):
+    exit_status = ExitStatus.USAGE
+
+
+class InvalidURLError(UsageError):
+    pass
+
+
+class LocalIOError(AiowgetError):
+    exit_status = ExitStatus.LOCAL_IO
+
+
+class NetworkError(AiowgetError):
+    exit_status = ExitStatus.NETWORK
+
+
+class DownloadTimeoutError(NetworkError):
+    pass
+
+
+class ContentTooShortError(NetworkError):
+    """The connection ended before the announced length arrived (the original's name)."""
+
+    def __init__(self, received: int | None = None, expected: int | None = None) -> None:
+        if received is None or expected is None:
+            super().__init__("connection closed before the body was complete")
+        else:
+            super().__init__(f"body ended after {received} of {expected} bytes")
+        self.received = received
+        self.expected = expected
+
+
+class TLSError(AiowgetError):
+    exit_status = ExitStatus.TLS
+
+
+class ProtocolError(AiowgetError):
+    exit_status = ExitStatus.PROTOCOL
+
+
+class HTTPStatusError(AiowgetError):
+    exit_status = ExitStatus.SERVER_ERROR
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}".rstrip())
+        self.status = status
+
+
+class AuthenticationError(HTTPStatusError):
+    exit_status = ExitStatus.AUTHENTICATION
+
+
+def combine_exit_statuses(statuses: Iterable[int]) -> ExitStatus:
+    """wget's rule: success is 0; with failures the lowest of 2-8 wins, else generic 1."""
+    worst = ExitStatus.OK
+    for status in statuses:
+        if status == ExitStatus.OK:
+            continue
+        if worst == ExitStatus.OK or _rank(status) < _rank(worst):
+            worst = ExitStatus(status)
+    return worst
+
+
+def _rank(status: int) -> int:
+    # 2..8 are specific and ordered; anything else (1) only counts when nothing specific does.
+    return status if ExitStatus.USAGE <= status <= ExitStatus.SERVER_ERROR else 100
+
+
+@contextmanager
+def map_errors() -> Iterator[None]:
+    """Translate aiohttp, asyncio and OS exceptions raised inside into the aiowget tree."""
+    try:
+        yield
+    except AiowgetError:
+        raise
+    except Exception as exc:
+        raise translate(exc) from exc
+
+
+def translate(exc: Exception) -> AiowgetError:
+    import aiohttp  # lazily: see the module docstring
+
+    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+        return TLSError(_reason(exc))
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return ProtocolError(f"too many redirects (more than {len(exc.history) - 1})")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return InvalidURLError(f"invalid URL {exc.url!s}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ContentTooShortError()
+    if isinstance(exc, asyncio.TimeoutError):
+        return DownloadTimeoutError("timed out waiting for the server")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return NetworkError(f"cannot connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return NetworkError("server disconnected")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ProtocolError(f"bad response: {exc.message}")
+    if isinstance(exc, aiohttp.ClientError | ConnectionError):
+        return NetworkError(_reason(exc))
+    if isinstance(exc, OSError):
+        return LocalIOError(_os_reason(exc))
+    return AiowgetError(_reason(exc))
+
+
+def _os_reason(exc: OSError) -> str:
+    reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "") or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__

@@ -1,0 +1,173 @@
+"""URL or Content-Disposition -> a safe file name inside the target directory. Pure.
+
+Every name made here is a single path component (no `/`, `\\`, NUL or other control character),
+never empty, `.` or `..`, and at most `NAME_LIMIT` bytes of UTF-8, which leaves room under the
+255-byte limit of common file systems for the `.part` suffix (and the resume sidecar) beside it.
+The same URL always gives the same name; `NameRegistry` keeps names unique within a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator
+from email.message import Message
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from .text import is_unsafe_char
+
+__all__ = [
+    "NAME_LIMIT",
+    "NameRegistry",
+    "basename_name",
+    "disposition_name",
+    "fit_length",
+    "flat_name",
+    "numbered_names",
+    "safe_name",
+]
+
+MAX_NAME_BYTES = 255
+# ".part" and a sidecar suffix must still fit beside the final name.
+NAME_LIMIT = MAX_NAME_BYTES - 16
+DEFAULT_BASENAME = "index.html"
+_HASH_CHARS = 8
+_MAX_EXTENSION_BYTES = 16
+
+
+def flat_name(url: str) -> str:
+    """The original scheme: host (with port) then the path, `/` replaced by `__`.
+
+    `http://example.com/a/b.txt` -> `example.com__a__b.txt`; scheme, user info, query and
+    fragment do not appear.
+    """
+    parts = urlsplit(url)
+    segments = [_segment(segment) for segment in parts.path.split("/")]
+    # An absolute path splits into a leading "" that turns into the first "__".
+    name = _host_port(parts) + "__".join(segments)
+    return fit_length(name)
+
+
+def basename_name(url: str) -> str:
+    """wget's default: the last path segment, or `index.html` for a directory."""
+    last = _segment(urlsplit(url).path.rsplit("/", 1)[-1])
+    if last in ("", ".", ".."):
+        return DEFAULT_BASENAME
+    return fit_length(last)
+
+
+def disposition_name(header: str) -> str | None:
+    """The sanitized file name a Content-Disposition header suggests, or None.
+
+    `filename*` (RFC 5987/2231) wins over `filename`; only the last path component is kept,
+    and leading dots are dropped so a server cannot plant a hidden file.
+    """
+    message = Message()
+    message["content-disposition"] = header
+    try:
+        raw = message.get_filename()
+    except (ValueError, LookupError):  # a malformed RFC 2231 value or an unknown charset
+        return None
+    if not raw:
+        return None
+    return safe_name(raw.replace("\\", "/").rsplit("/", 1)[-1], from_server=True)
+
+
+def safe_name(raw: str, *, from_server: bool = False) -> str | None:
+    """`raw` as one safe path component, or None when nothing usable is left."""
+    name = _escape(raw.replace("/", "%2F").replace("\\", "%5C")).strip()
+    if from_server:
+        name = name.lstrip(".")
+    if name in ("", ".", ".."):
+        return None
+    return fit_length(name)
+
+
+def fit_length(name: str, limit: int = NAME_LIMIT) -> str:
+    """`name` cut to `limit` bytes, keeping its extension, with a short hash of the whole
+    name so that two long names sharing a prefix stay apart."""
+    encoded = name.encode()
+    if len(encoded) <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    suffix = dot + extension
+    if not stem or len(suffix.encode()) > _MAX_EXTENSION_BYTES:
+        stem, suffix = name, ""
+    tag = "~" + hashlib.sha256(encoded).hexdigest()[:_HASH_CHARS]
+    room = limit - len(tag.encode()) - len(suffix.encode())
+    cut = stem.encode()[:room].decode(errors="ignore")
+    return cut + tag + suffix
+
+
+def disambiguate(name: str, key: str) -> str:
+    """`name` with a short hash of `key` (the URL) before its extension: stable across runs."""
+    tag = "~" + hashlib.sha256(key.encode()).hexdigest()[:_HASH_CHARS]
+    return _insert_before_extension(name, tag)
+
+
+def numbered_names(name: str) -> Iterator[str]:
+    """`name.1`, `name.2`, ... as wget numbers a file that is already there."""
+    for number in itertools.count(1):
+        yield fit_length(f"{name}.{number}")
+
+
+class NameRegistry:
+    """The names claimed in one run, so that two URLs never write the same file.
+
+    The first URL to claim a name gets it as is; a different URL mapping to the same name gets
+    the name with a hash of its URL, so the outcome does not depend on timing and a rerun of
+    the same list finds its files again.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+
+    def claim(self, name: str, key: str) -> tuple[str, bool]:
+        """A name for `key` based on `name`, and whether `key` already held it: the same URL
+        twice under the same name is a duplicate, to be fetched once."""
+        candidates = itertools.chain(
+            (name, disambiguate(name, key)),
+            (disambiguate(name, f"{key}#{n}") for n in itertools.count(1)),
+        )
+        for candidate in candidates:
+            owner = self._owners.get(candidate)
+            if owner is None:
+                self._owners[candidate] = key
+                return candidate, False
+            if owner == key:
+                return candidate, True
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def is_taken(self, name: str) -> bool:
+        return name in self._owners
+
+
+def _host_port(parts: SplitResult) -> str:
+    hostport = parts.netloc.rpartition("@")[2]
+    return _segment(hostport.lower())
+
+
+def _segment(raw: str) -> str:
+    """One URL path segment, percent-decoded for readability, with separators and controls
+    re-escaped so it stays one harmless component."""
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        decoded = raw
+    return _escape(decoded.replace("/", "%2F").replace("\\", "%5C"))
+
+
+def _escape(text: str) -> str:
+    return "".join(
+        "".join(f"%{byte:02X}" for byte in char.encode(errors="surrogatepass"))
+        if is_unsafe_char(char)
+        else char
+        for char in text
+    )
+
+
+def _insert_before_extension(name: str, tag: str) -> str:
+    stem, _, extension = name.rpartition(".")
+    if stem and len(extension.encode()) <= _MAX_EXTENSION_BYTES:
+        return fit_length(f"{stem}{tag}.{extension}", NAME_LIMIT)
+    return fit_length(name + tag, NAME_LIMIT)

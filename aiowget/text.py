@@ -1,0 +1,40 @@
+"""Pure helpers that make untrusted text safe to show: escaped controls, masked passwords."""
+
+from __future__ import annotations
+
+import unicodedata
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["is_unsafe_char", "printable", "redact_url"]
+
+# Categories that can move the cursor, reorder text or hide characters on a terminal.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def is_unsafe_char(char: str) -> bool:
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def printable(text: str) -> str:
+    """`text` with every control, format or separator character escaped as `\\x..`/`\\u....`."""
+    if text.isprintable():
+        return text
+    return "".join(_escape(char) if is_unsafe_char(char) else char for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by `***`, for messages and reports; printable."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return printable(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return printable(url)
+    user = userinfo.split(":", 1)[0]
+    return printable(urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}")))
