@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import queue
 import subprocess
 import sys
 import tempfile
@@ -41,27 +42,37 @@ def make_app() -> web.Application:
 
 
 @contextmanager
-def serving() -> Iterator[str]:
-    """Run the demo server in a thread of its own; yield its base URL."""
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(make_app(), access_log=None)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
+def serving(app: web.Application) -> Iterator[str]:
+    """Run `app` on 127.0.0.1 in a thread with its own event loop; yield its base URL."""
+    ready: queue.Queue[tuple[asyncio.AbstractEventLoop, asyncio.Event, str]] = queue.Queue()
+    thread = threading.Thread(target=lambda: asyncio.run(_serve(app, ready)), daemon=True)
     thread.start()
+    loop, stop, base = ready.get(timeout=30)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield base
     finally:
-        loop.call_soon_threadsafe(loop.stop)
+        loop.call_soon_threadsafe(stop.set)
         thread.join()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
+
+
+async def _serve(
+    app: web.Application,
+    ready: queue.Queue[tuple[asyncio.AbstractEventLoop, asyncio.Event, str]],
+) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        stop = asyncio.Event()
+        port = runner.addresses[0][1]
+        ready.put((asyncio.get_running_loop(), stop, f"http://127.0.0.1:{port}"))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def main() -> int:
-    with serving() as base, tempfile.TemporaryDirectory(prefix="aiowget-demo-") as folder:
+    with serving(make_app()) as base, tempfile.TemporaryDirectory(prefix="aiowget-demo-") as folder:
         urls = [base + path for path in FILES] + [base + "/missing.txt"]
         command = [sys.executable, "-m", "aiowget", "-P", folder, "-j", "4", *urls]
         print(f"$ aiowget -P {folder} -j 4 <{len(urls)} URLs on {base}>", flush=True)

@@ -12,7 +12,14 @@ import asyncio
 import dataclasses
 import inspect
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -119,12 +126,12 @@ class Downloader:
         """Fetch one URL and write its body to an open binary stream (`-O -`)."""
         return self._checked(await transfer(Job(url=url), self._ctx(), stream))
 
-    async def iter_download(self, jobs: JobSource) -> AsyncIterator[Result]:
+    async def iter_download(self, jobs: JobSource) -> AsyncGenerator[Result, None]:
         """Results as they finish; the input is consumed lazily, so it may be unbounded."""
         async for _, result in self._indexed_results(jobs):
             yield self._checked(result)
 
-    async def _indexed_results(self, jobs: JobSource) -> AsyncIterator[tuple[int, Result]]:
+    async def _indexed_results(self, jobs: JobSource) -> AsyncGenerator[tuple[int, Result], None]:
         ctx = self._ctx()
         results: asyncio.Queue[tuple[int, Result]] = asyncio.Queue(maxsize=self.options.jobs)
         source = _Source(jobs)
@@ -144,13 +151,14 @@ class Downloader:
                 index, job = item
                 await results.put((index, await transfer(job, ctx)))
 
-        workers = [asyncio.ensure_future(worker()) for _ in range(self.options.jobs)]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.wait(workers)
+        # return_exceptions: a cancelled pool still waits for every worker to clean up (without
+        # it, gather returns at the first cancelled worker and the rest would be cut short).
+        outcomes = await asyncio.gather(
+            *(worker() for _ in range(self.options.jobs)), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         source.raise_error()
 
     def _checked(self, result: Result) -> Result:

@@ -172,14 +172,14 @@ class _Transfer:
         self, response: aiohttp.ClientResponse, sink: Sink, expected: int | None
     ) -> None:
         try:
-            await self._copy(response.content, sink)
+            await self._copy(response.content, sink, expected)
             check_complete(self.size, expected)
             await sink.commit()
         except BaseException:
             await sink.abort()
             raise
 
-    async def _copy(self, body: aiohttp.StreamReader, sink: Sink) -> None:
+    async def _copy(self, body: aiohttp.StreamReader, sink: Sink, expected: int | None) -> None:
         buffer = bytearray()
         try:
             async for chunk in body.iter_any():
@@ -188,7 +188,7 @@ class _Transfer:
                     await self._flush(sink, buffer)
                     buffer = bytearray()
         except aiohttp.ClientPayloadError:
-            raise ContentTooShortError() from None
+            raise ContentTooShortError(self.size + len(buffer), expected) from None
         if buffer:
             await self._flush(sink, buffer)
 
@@ -208,8 +208,17 @@ class FileSink:
     @classmethod
     async def create(cls, path: Path | None) -> FileSink:
         assert path is not None
-        file = await aiofiles.open(_part_path(path), "wb", opener=_create_fresh)
-        return cls(path, file)
+        part = _part_path(path)
+        # The open goes on in its thread even if this task is cancelled meanwhile: wait for it
+        # then, and undo it, so that no file is left open and no .part behind.
+        opening = asyncio.ensure_future(aiofiles.open(part, "wb", opener=_create_fresh))
+        try:
+            return cls(path, await asyncio.shield(opening))
+        except asyncio.CancelledError:
+            await asyncio.wait({opening})
+            if not opening.cancelled() and opening.exception() is None:
+                await cls(path, opening.result()).abort()
+            raise
 
     async def write(self, data: bytes | bytearray) -> None:
         await self._file.write(data)

@@ -1,0 +1,123 @@
+"""Real servers on 127.0.0.1 and the helpers every test shares.
+
+A server here is an aiohttp application whose requests are recorded (`server.seen`), so tests can
+assert on what the server saw, not only on what the client did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.pytest_plugin import AiohttpServer
+from aiohttp.test_utils import TestServer
+from typer.testing import CliRunner
+
+from aiowget.cli import app
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def body(size: int, seed: str = "") -> bytes:
+    """`size` deterministic, incompressible-looking bytes."""
+    block = hashlib.sha512(seed.encode()).digest()
+    return (block * (size // len(block) + 1))[:size]
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    headers: Mapping[str, str]
+
+
+@dataclass
+class Server:
+    """A running test server and the requests it received, in order."""
+
+    server: TestServer
+    seen: list[Seen] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    def gets(self, path: str | None = None) -> list[Seen]:
+        return [s for s in self.seen if s.method == "GET" and path in (None, s.path)]
+
+
+ServeFactory = Callable[[Mapping[str, Handler]], Awaitable[Server]]
+
+
+@pytest.fixture
+def serve(aiohttp_server: AiohttpServer) -> ServeFactory:
+    """Start a server with the given `{path: handler}` routes and record every request."""
+
+    async def start(routes: Mapping[str, Handler]) -> Server:
+        seen: list[Seen] = []
+
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            seen.append(Seen(request.method, request.path, dict(request.headers)))
+            return await handler(request)
+
+        application = web.Application(middlewares=[record])
+        for path, handler in routes.items():
+            application.router.add_get(path, handler)
+        return Server(await aiohttp_server(application), seen)
+
+    return start
+
+
+def static(content: bytes, **headers: str) -> Handler:
+    """A well-behaved handler that serves `content`."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=content, headers=headers)
+
+    return handler
+
+
+FILES = {f"/files/f{i}.bin": body(1000 * i + 7, f"f{i}") for i in range(1, 6)}
+
+
+@pytest.fixture
+async def files_server(serve: ServeFactory) -> Server:
+    """A well-behaved server with a few files of different sizes under /files/."""
+    return await serve({path: static(content) for path, content in FILES.items()})
+
+
+@dataclass(frozen=True)
+class CliResult:
+    exit_code: int
+    stdout: bytes
+    stderr: str
+
+
+async def run_cli(*args: str | Path, stdin: bytes | None = None) -> CliResult:
+    """The CLI in a worker thread (it runs its own event loop) while the test loop serves."""
+    runner = CliRunner()
+    argv = [str(arg) for arg in args]
+    result = await asyncio.to_thread(runner.invoke, app, argv, input=stdin, catch_exceptions=False)
+    return CliResult(result.exit_code, result.stdout_bytes, result.stderr)
+
+
+async def run_process(*args: str | Path, stdin: bytes = b"") -> CliResult:
+    """aiowget as a real process (`python -m aiowget`), with real pipes."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aiowget",
+        *map(str, args),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate(stdin)
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout, stderr.decode())

@@ -1,0 +1,548 @@
+"""The library against real servers on 127.0.0.1: concurrency, limits, failures, names, reruns."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import aiowget
+from aiowget import Downloader, Outcome, Started
+from aiowget.demo import serving
+from aiowget.naming import flat_name
+
+from .conftest import FILES, ServeFactory, Server, body, static
+
+
+def files_in(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+async def test_download_saves_every_file_under_its_flat_name(
+    files_server: Server, tmp_path: Path
+) -> None:
+    urls = [files_server.url(path) for path in FILES]
+
+    results = await aiowget.download(urls, tmp_path)
+
+    assert [r.outcome for r in results] == [Outcome.SAVED] * len(FILES)
+    assert [r.url for r in results] == urls  # input order, whatever the completion order
+    expected = dict(zip(urls, FILES.values(), strict=True))
+    assert files_in(tmp_path) == {flat_name(url): content for url, content in expected.items()}
+    assert [(r.size, r.status) for r in results] == [(len(c), 200) for c in expected.values()]
+    assert results.exit_status == 0
+    assert not results.failed
+
+
+async def test_downloads_overlap_up_to_jobs(serve: ServeFactory, tmp_path: Path) -> None:
+    jobs, count = 4, 12
+    in_flight, peak = 0, 0
+    first_wave = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight == jobs:
+            first_wave.set()
+        # Every request waits until `jobs` of them are in flight at once: proof of overlap.
+        await asyncio.wait_for(first_wave.wait(), timeout=10)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return web.Response(body=request.path.encode())
+
+    server = await serve({"/{name}": handler})
+    urls = [server.url(f"/{n}") for n in range(count)]
+
+    results = await aiowget.download(urls, tmp_path, jobs=jobs)
+
+    assert not results.failed
+    assert peak == jobs
+    assert len(server.gets()) == count
+
+
+async def test_per_host_limit_counts_each_origin_apart(serve: ServeFactory, tmp_path: Path) -> None:
+    peaks: dict[str, int] = {}
+    active: dict[str, int] = {}
+    both_full = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        host = request.host
+        active[host] = active.get(host, 0) + 1
+        peaks[host] = max(peaks.get(host, 0), active[host])
+        if sum(active.values()) == 4:
+            both_full.set()
+        await asyncio.wait_for(both_full.wait(), timeout=10)
+        await asyncio.sleep(0.01)
+        active[host] -= 1
+        return web.Response(body=b"x")
+
+    one, two = await serve({"/{n}": handler}), await serve({"/{n}": handler})
+    urls = [server.url(f"/{n}") for server in (one, two) for n in range(5)]
+
+    results = await aiowget.download(urls, tmp_path, jobs=8, per_host=2)
+
+    assert not results.failed
+    assert sorted(peaks.values()) == [2, 2]
+
+
+@pytest.mark.parametrize(("status", "exit_status"), [(404, 8), (500, 8), (401, 6), (403, 8)])
+async def test_error_status_saves_nothing(
+    serve: ServeFactory, tmp_path: Path, status: int, exit_status: int
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, body=b"an error page, not the file")
+
+    server = await serve({"/f": handler})
+
+    results = await aiowget.download([server.url("/f")], tmp_path)
+
+    (result,) = results
+    assert result.outcome is Outcome.FAILED
+    assert result.status == status
+    assert isinstance(result.error, aiowget.HTTPStatusError)
+    assert result.exit_status == exit_status == results.exit_status
+    assert list(tmp_path.iterdir()) == []
+
+
+async def lying_length(request: web.Request) -> web.StreamResponse:
+    """Announces 10,000 bytes, sends 1,000, then closes the connection."""
+    response = web.StreamResponse(headers={"Content-Length": "10000"})
+    await response.prepare(request)
+    await response.write(b"x" * 1000)
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
+async def test_body_shorter_than_content_length_keeps_no_file(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/short": lying_length, "/good": static(b"good")})
+
+    results = await aiowget.download([server.url("/short"), server.url("/good")], tmp_path)
+
+    short, good = results
+    assert isinstance(short.error, aiowget.ContentTooShortError)
+    assert "of 10000 bytes" in str(short.error)
+    assert short.exit_status == 4
+    assert good.outcome is Outcome.SAVED
+    assert files_in(tmp_path) == {flat_name(server.url("/good")): b"good"}
+
+
+async def echo_query(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=request.query_string.encode())
+
+
+async def test_colliding_names_both_survive(serve: ServeFactory, tmp_path: Path) -> None:
+    server = await serve({"/a/b.txt": echo_query})
+    # The query is not part of the name: both URLs map to one flat name.
+    urls = [server.url("/a/b.txt?one"), server.url("/a/b.txt?two")]
+
+    results = await aiowget.download(urls, tmp_path)
+
+    assert [r.outcome for r in results] == [Outcome.SAVED, Outcome.SAVED]
+    first, second = (r.path for r in results)
+    assert first is not None
+    assert second is not None
+    assert first != second
+    assert first.name == flat_name(urls[0])
+    assert (first.read_bytes(), second.read_bytes()) == (b"one", b"two")
+
+
+async def test_same_url_twice_is_fetched_once(files_server: Server, tmp_path: Path) -> None:
+    url = files_server.url("/files/f1.bin")
+
+    results = await aiowget.download([url, url], tmp_path)
+
+    assert sorted(r.outcome for r in results) == [Outcome.SAVED, Outcome.SKIPPED]
+    assert len(files_server.gets()) == 1
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+async def test_rerun_sends_no_request_for_files_already_there(
+    files_server: Server, tmp_path: Path
+) -> None:
+    urls = [files_server.url(path) for path in FILES]
+    await aiowget.download(urls[:3], tmp_path)
+    before = len(files_server.gets())
+
+    results = await aiowget.download(urls, tmp_path)
+
+    assert [r.outcome for r in results] == [Outcome.SKIPPED] * 3 + [Outcome.SAVED] * 2
+    assert len(files_server.gets()) - before == 2
+    assert all(r.note == "already there" for r in results[:3])
+
+
+async def test_if_exists_overwrite_and_rename(files_server: Server, tmp_path: Path) -> None:
+    url = files_server.url("/files/f2.bin")
+    target = tmp_path / flat_name(url)
+    target.write_bytes(b"old")
+
+    (renamed,) = await aiowget.download([url], tmp_path, if_exists="rename")
+    assert renamed.path == tmp_path / (target.name + ".1")
+    assert target.read_bytes() == b"old"
+
+    (overwritten,) = await aiowget.download([url], tmp_path, if_exists="overwrite")
+    assert overwritten.path == target
+    assert target.read_bytes() == FILES["/files/f2.bin"]
+
+
+async def test_basename_naming(files_server: Server, tmp_path: Path) -> None:
+    results = await aiowget.download(
+        [files_server.url("/files/f3.bin")], tmp_path, naming="basename"
+    )
+
+    assert files_in(tmp_path) == {"f3.bin": FILES["/files/f3.bin"]}
+    assert results[0].path == tmp_path / "f3.bin"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('attachment; filename="report.pdf"', "report.pdf"),
+        ("attachment; filename*=UTF-8''%C3%A9t%C3%A9.txt", "été.txt"),
+        ('attachment; filename="../../etc/passwd"', "passwd"),
+        ("attachment; filename*=UTF-8''..%2F..%2Fescape.sh", "escape.sh"),
+        ('attachment; filename=".bashrc"', "bashrc"),
+        ('attachment; filename=".."', None),
+        ("inline", None),
+    ],
+)
+async def test_content_disposition_name_is_sanitized(
+    serve: ServeFactory, tmp_path: Path, header: str, expected: str | None
+) -> None:
+    server = await serve({"/dl": static(b"payload", **{"Content-Disposition": header})})
+    url = server.url("/dl")
+
+    (result,) = await aiowget.download([url], tmp_path, content_disposition=True)
+
+    name = expected or flat_name(url)
+    assert result.path == tmp_path / name
+    assert files_in(tmp_path) == {name: b"payload"}
+
+
+async def test_directory_is_created(files_server: Server, tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b"
+
+    results = await aiowget.download([files_server.url("/files/f1.bin")], target)
+
+    assert not results.failed
+    assert len(files_in(target)) == 1
+
+
+async def test_directory_that_is_a_file_fails_every_url_with_local_io(
+    files_server: Server, tmp_path: Path
+) -> None:
+    target = tmp_path / "file"
+    target.write_bytes(b"")
+
+    results = await aiowget.download([files_server.url(p) for p in FILES], target)
+
+    assert len(results.failed) == len(FILES)
+    assert results.exit_status == 3
+    assert all(str(target) in str(r.error) for r in results)
+    assert files_server.gets() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://example.com/x", "unsupported scheme 'ftp'"),
+        ("example.com/x", "unsupported scheme 'none'"),
+        ("http://", "no host"),
+        ("http://[::1/x", "Invalid IPv6 URL"),
+        ("http://user:secret@/x", "no host"),
+        ("", "empty"),
+    ],
+)
+async def test_unusable_urls_fail_alone(
+    files_server: Server, tmp_path: Path, url: str, message: str
+) -> None:
+    good = files_server.url("/files/f1.bin")
+
+    bad, ok = await aiowget.download([url, good], tmp_path)
+
+    assert isinstance(bad.error, aiowget.InvalidURLError)
+    assert message in str(bad.error)
+    assert "secret" not in str(bad.error)
+    assert bad.exit_status == 2
+    assert ok.outcome is Outcome.SAVED
+
+
+async def test_connection_refused_is_a_network_error(tmp_path: Path) -> None:
+    (result,) = await aiowget.download(["http://127.0.0.1:9/x"], tmp_path)
+
+    assert isinstance(result.error, aiowget.NetworkError)
+    assert result.exit_status == 4
+    assert "127.0.0.1:9" in str(result.error)
+
+
+async def test_stalled_server_times_out(serve: ServeFactory, tmp_path: Path) -> None:
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b"x" * 10)
+        await release.wait()
+        return response
+
+    server = await serve({"/stall": stall})
+
+    (result,) = await aiowget.download([server.url("/stall")], tmp_path, timeout=0.3)
+    release.set()
+
+    assert isinstance(result.error, aiowget.DownloadTimeoutError)
+    assert result.exit_status == 4
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_redirects_are_followed_and_bounded(serve: ServeFactory, tmp_path: Path) -> None:
+    async def hop(request: web.Request) -> web.StreamResponse:
+        left = int(request.match_info["n"])
+        raise web.HTTPFound(f"/hop/{left - 1}" if left else "/target")
+
+    server = await serve({"/hop/{n}": hop, "/target": static(b"arrived")})
+
+    ok, too_many = await aiowget.download(
+        [server.url("/hop/2"), server.url("/hop/5")], tmp_path, max_redirects=3
+    )
+
+    assert ok.outcome is Outcome.SAVED
+    assert ok.path is not None
+    assert ok.path.name == flat_name(server.url("/hop/2"))
+    assert ok.path.read_bytes() == b"arrived"
+    assert isinstance(too_many.error, aiowget.ProtocolError)
+    assert too_many.exit_status == 7
+    assert "more than 3" in str(too_many.error)
+
+
+async def test_body_is_stored_as_served_without_decompression(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    import gzip
+
+    compressed = gzip.compress(b"A" * 100_000)
+    server = await serve({"/a.gz": static(compressed, **{"Content-Encoding": "gzip"})})
+
+    (result,) = await aiowget.download([server.url("/a.gz")], tmp_path)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == compressed
+    assert server.gets()[0].headers["Accept-Encoding"] == "identity"
+
+
+async def test_large_body_arrives_whole(serve: ServeFactory, tmp_path: Path) -> None:
+    content = body(5 * 1024 * 1024 + 3, "large")
+    server = await serve({"/large": static(content)})
+
+    (result,) = await aiowget.download([server.url("/large")], tmp_path)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == content
+
+
+async def test_chunked_body_without_length(serve: ServeFactory, tmp_path: Path) -> None:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for n in range(5):
+            await response.write(body(3000, str(n)))
+        return response
+
+    server = await serve({"/c": chunked, "/empty": static(b"")})
+
+    streamed, empty = await aiowget.download([server.url("/c"), server.url("/empty")], tmp_path)
+
+    assert streamed.path is not None
+    assert streamed.path.read_bytes() == b"".join(body(3000, str(n)) for n in range(5))
+    assert empty.path is not None
+    assert empty.path.read_bytes() == b""
+
+
+# The library inside a running loop -------------------------------------------------------
+
+
+async def test_event_loop_is_never_blocked(tmp_path: Path) -> None:
+    contents = {f"/{n}": body(8 * 1024 * 1024, str(n)) for n in range(8)}
+    app = web.Application()
+    for path, content in contents.items():
+        app.router.add_get(path, static(content))
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def heartbeat() -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    # The server runs in a thread of its own, so only the client's work shares this loop.
+    with serving(app) as base:
+        beating = asyncio.create_task(heartbeat())
+        results = await aiowget.download([base + p for p in contents], tmp_path, jobs=8)
+        done.set()
+        await beating
+
+    assert not results.failed
+    assert gaps, "the heartbeat never ran during the download"
+    assert max(gaps) < 0.05
+
+
+async def test_callers_session_is_used_and_left_open(files_server: Server, tmp_path: Path) -> None:
+    async with aiohttp.ClientSession(headers={"X-Caller": "yes"}) as session:
+        results = await aiowget.download(
+            [files_server.url("/files/f1.bin")], tmp_path, session=session
+        )
+        assert not session.closed
+
+    assert not results.failed
+    assert files_server.gets()[0].headers["X-Caller"] == "yes"
+
+
+async def test_iter_download_pulls_input_lazily(serve: ServeFactory, tmp_path: Path) -> None:
+    server = await serve({"/{n}": static(b"x")})
+    pulled = 0
+
+    def endless() -> Iterator[str]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield server.url(f"/{pulled}")
+
+    async with Downloader(directory=tmp_path, jobs=3) as dl:
+        results = dl.iter_download(endless())
+        taken = [await anext(results) for _ in range(5)]
+        await results.aclose()
+
+    assert all(r.outcome is Outcome.SAVED for r in taken)
+    # Only what the workers and the small result queue hold was read ahead.
+    assert pulled <= 5 + 3 + 3 + 1
+
+
+async def test_iter_download_accepts_an_async_iterable(
+    files_server: Server, tmp_path: Path
+) -> None:
+    async def urls() -> AsyncIterator[str]:
+        for path in FILES:
+            yield files_server.url(path)
+
+    async with Downloader(directory=tmp_path) as dl:
+        outcomes = [r.outcome async for r in dl.iter_download(urls())]
+
+    assert outcomes == [Outcome.SAVED] * len(FILES)
+
+
+async def test_input_error_is_raised_after_jobs_in_flight(
+    files_server: Server, tmp_path: Path
+) -> None:
+    def broken() -> Iterator[str]:
+        yield files_server.url("/files/f1.bin")
+        raise OSError("input went away")
+
+    seen: list[aiowget.Result] = []
+
+    async def consume() -> None:
+        async with Downloader(directory=tmp_path) as dl:
+            async for result in dl.iter_download(broken()):
+                seen.append(result)
+
+    with pytest.raises(OSError, match="input went away"):
+        await consume()
+
+    assert [r.outcome for r in seen] == [Outcome.SAVED]
+
+
+async def test_cancelled_caller_leaves_no_task_and_no_part(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "2000"})
+        await response.prepare(request)
+        await response.write(b"x" * 1000)
+        started.set()
+        await release.wait()
+        return response
+
+    server = await serve({"/{n}": slow})
+    before = asyncio.all_tasks()
+    job = asyncio.create_task(aiowget.download([server.url(f"/{n}") for n in range(4)], tmp_path))
+    await asyncio.wait_for(started.wait(), timeout=10)
+
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    release.set()
+
+    assert asyncio.all_tasks() - before == set()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_download_one_to_an_exact_path(files_server: Server, tmp_path: Path) -> None:
+    target = tmp_path / "exact.bin"
+
+    async with Downloader() as dl:
+        result = await dl.download_one(files_server.url("/files/f4.bin"), target)
+
+    assert result.path == target
+    assert target.read_bytes() == FILES["/files/f4.bin"]
+
+
+async def test_raise_errors_raises_the_failure(serve: ServeFactory, tmp_path: Path) -> None:
+    server = await serve({})
+
+    async with Downloader(directory=tmp_path, raise_errors=True) as dl:
+        with pytest.raises(aiowget.HTTPStatusError, match="404"):
+            await dl.download_one(server.url("/missing"))
+
+
+async def test_events_reach_an_async_or_plain_handler(files_server: Server, tmp_path: Path) -> None:
+    events: list[aiowget.Event] = []
+
+    async def on_event(event: aiowget.Event) -> None:
+        events.append(event)
+
+    url = files_server.url("/files/f1.bin")
+    await aiowget.download([url], tmp_path / "a", on_event=on_event)
+    await aiowget.download([url], tmp_path / "b", on_event=events.append)
+
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Started", "Finished"] * 2
+    first = events[0]
+    assert isinstance(first, Started)
+    assert first.total == len(FILES["/files/f1.bin"])
+
+
+async def test_downloader_must_be_entered(tmp_path: Path) -> None:
+    with pytest.raises(aiowget.UsageError, match="async with"):
+        await Downloader().download_one("http://127.0.0.1/x")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("jobs", 0), ("per_host", 0), ("naming", "tree"), ("if_exists", "ask"), ("timeout", -1)],
+)
+def test_bad_options_are_usage_errors(option: str, value: object) -> None:
+    options: dict[str, Any] = {option: value}
+    with pytest.raises(aiowget.UsageError, match=option):
+        Downloader(**options)
+
+
+def test_a_single_string_is_not_a_url_list() -> None:
+    from aiowget.downloader import _Source
+
+    with pytest.raises(TypeError, match="single string"):
+        _Source("http://example.com/")
