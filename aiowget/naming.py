@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from collections.abc import Iterator
-from email.message import Message
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from .text import is_unsafe_char
@@ -59,18 +59,37 @@ def basename_name(url: str) -> str:
 def disposition_name(header: str) -> str | None:
     """The sanitized file name a Content-Disposition header suggests, or None.
 
-    `filename*` (RFC 5987/2231) wins over `filename`; only the last path component is kept,
-    and leading dots are dropped so a server cannot plant a hidden file.
+    `filename*` (RFC 5987) wins over `filename` (RFC 6266); only the last path component is
+    kept, and leading dots are dropped so that a server cannot plant a hidden file.
     """
-    message = Message()
-    message["content-disposition"] = header
-    try:
-        raw = message.get_filename()
-    except (ValueError, LookupError):  # a malformed RFC 2231 value or an unknown charset
-        return None
+    params: dict[str, str] = {}
+    for key, value in _DISPOSITION_PARAM.findall(header):
+        params.setdefault(key.lower(), _unquote_param(value.strip()))
+    raw = _decode_extended(params.get("filename*", "")) or params.get("filename")
     if not raw:
         return None
     return safe_name(raw.replace("\\", "/").rsplit("/", 1)[-1], from_server=True)
+
+
+_DISPOSITION_PARAM = re.compile(r';\s*([!#$&+.^`|~\w-]+\*?)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def _unquote_param(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def _decode_extended(value: str) -> str | None:
+    """RFC 5987 `charset'language'percent-encoded`, or None when it is not that."""
+    charset, _, rest = value.partition("'")
+    _language, quote, encoded = rest.partition("'")
+    if not quote:
+        return None
+    try:
+        return unquote(encoded, encoding=charset, errors="strict")
+    except (LookupError, UnicodeDecodeError):
+        return None
 
 
 def safe_name(raw: str, *, from_server: bool = False) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,3 +121,30 @@ async def run_process(*args: str | Path, stdin: bytes = b"") -> CliResult:
     stdout, stderr = await process.communicate(stdin)
     assert process.returncode is not None
     return CliResult(process.returncode, stdout, stderr.decode())
+
+
+RawFactory = Callable[[bytes], Awaitable[str]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[RawFactory]:
+    """A socket server that answers every request with the exact bytes given, then closes:
+    for responses that aiohttp's own server refuses to send."""
+    servers: list[asyncio.Server] = []
+
+    async def start(response: bytes) -> str:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(response)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,66 @@
+"""Input files: parsing is pure (a table); reading streams a real file or stdin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiowget.errors import LocalIOError, UsageError
+from aiowget.inputfile import InputFile, parse_line
+from aiowget.models import Job
+
+
+@pytest.mark.parametrize(
+    ("line", "job"),
+    [
+        ("", None),
+        ("   \t", None),
+        ("# a comment", None),
+        ("  #indented comment", None),
+        ("http://e.com/a", Job("http://e.com/a")),
+        ("  http://e.com/a  \r", Job("http://e.com/a")),
+        ("http://e.com/a out=x.bin", Job("http://e.com/a", name="x.bin")),
+        ("http://e.com/a out=../../x", Job("http://e.com/a", name="..%2F..%2Fx")),
+    ],
+)
+def test_parse_line(line: str, job: Job | None) -> None:
+    assert parse_line(line, 1) == job
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("http://e.com/a colour=red", "line 7: unknown option 'colour=red'"),
+        ("http://e.com/a out=..", "line 7: unusable out= name '..'"),
+        ("http://e.com/a out", "line 7: unknown option 'out'"),
+    ],
+)
+def test_unusable_lines_become_failing_jobs(line: str, reason: str) -> None:
+    job = parse_line(line, 7)
+
+    assert job is not None
+    assert job.url == "http://e.com/a"
+    assert isinstance(job.problem, UsageError)
+    assert str(job.problem) == reason
+
+
+async def test_reads_a_file_in_blocks_across_line_boundaries(tmp_path: Path) -> None:
+    urls = [f"http://e.com/{n:06d}" for n in range(20_000)]  # several 64 KiB blocks
+    source = tmp_path / "urls.txt"
+    source.write_text("# list\n" + "\n".join(urls) + "\n\nhttp://e.com/é out=é.txt")
+
+    jobs = [job async for job in (await InputFile.open(source)).jobs()]
+
+    assert [j.url for j in jobs[:-1]] == urls
+    assert jobs[-1] == Job("http://e.com/é", name="é.txt")
+
+
+async def test_missing_input_file_is_a_local_io_error(tmp_path: Path) -> None:
+    with pytest.raises(LocalIOError, match=r"cannot read input file .*missing\.txt"):
+        await InputFile.open(tmp_path / "missing.txt")
+
+
+async def test_input_file_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(LocalIOError, match="cannot read input file"):
+        await InputFile.open(tmp_path)
