@@ -279,3 +279,5 @@ async def ensure_directory(directory: Path) -> None:
         await aiofiles.os.makedirs(directory, exist_ok=True)
     except OSError as exc:
         raise LocalIOError(f"cannot use directory {directory}: {exc.strerror or exc}") from None
+    if not await aiofiles.os.access(directory, os.W_OK | os.X_OK):
+        raise LocalIOError(f"cannot write to directory {directory}: Permission denied")

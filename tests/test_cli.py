@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -165,6 +167,36 @@ async def test_directory_that_is_a_file_exits_3_with_one_line(
 
     assert result.exit_code == 3
     assert_one_clean_line(result.stderr, "cannot use directory", str(blocker))
+    assert files_server.gets() == []
+
+
+def without_privileges(*args: str | Path) -> list[str]:
+    """`args` as a command that cannot bypass file permissions, even when run as root."""
+    if os.geteuid() != 0:
+        return [str(a) for a in args]
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv cannot drop its file-permission override")
+    drop = "--bounding-set=-dac_override,-dac_read_search"
+    return ["setpriv", drop, "--inh-caps=-all", "--", *map(str, args)]
+
+
+@pytest.mark.parametrize("subdir", [False, True])
+async def test_directory_without_write_permission_exits_3_with_one_line(
+    files_server: Server, tmp_path: Path, subdir: bool
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    target = locked / "sub" if subdir else locked
+    command = without_privileges(sys.executable, "-m", "aiowget", "-P", target)
+
+    process = await asyncio.create_subprocess_exec(
+        *command, files_server.url("/files/f1.bin"), stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await process.communicate()
+
+    assert process.returncode == 3
+    assert_one_clean_line(stderr.decode(), str(target), "Permission denied")
+    assert list(locked.iterdir()) == []
     assert files_server.gets() == []
 
 
