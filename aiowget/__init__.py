@@ -12,6 +12,7 @@ from .downloader import Downloader, download
 from .errors import (
     AiowgetError,
     AuthenticationError,
+    ChecksumError,
     ContentTooShortError,
     DownloadTimeoutError,
     ExitStatus,
@@ -24,6 +25,7 @@ from .errors import (
     UsageError,
 )
 from .models import (
+    Checksum,
     Event,
     Finished,
     IfExists,
@@ -33,12 +35,15 @@ from .models import (
     Outcome,
     Result,
     Results,
+    Retrying,
     Started,
 )
 
 __all__ = [
     "AiowgetError",
     "AuthenticationError",
+    "Checksum",
+    "ChecksumError",
     "ContentTooShortError",
     "DownloadTimeoutError",
     "Downloader",
@@ -57,6 +62,7 @@ __all__ = [
     "ProtocolError",
     "Result",
     "Results",
+    "Retrying",
     "Started",
     "TLSError",
     "UsageError",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,7 +17,7 @@ from .console import ConsoleReporter
 from .downloader import Downloader
 from .errors import AiowgetError, ExitStatus, UsageError
 from .inputfile import STDIN, InputFile
-from .models import IfExists, Job, Naming, Options
+from .models import Checksum, IfExists, Job, Naming, Options
 
 __all__ = ["app", "main"]
 
@@ -84,6 +86,20 @@ def command(
     connect_timeout: Annotated[
         float, typer.Option("--connect-timeout", metavar="SECONDS", help="Connect timeout.")
     ] = 30.0,
+    retries: Annotated[
+        int, typer.Option("-t", "--retries", metavar="N", help="Retries after the first attempt.")
+    ] = 5,
+    retry_wait: Annotated[
+        float,
+        typer.Option("--retry-wait", metavar="SECONDS", help="Base of the jittered backoff."),
+    ] = 1.0,
+    no_continue: Annotated[
+        bool, typer.Option("--no-continue", help="Do not resume a .part left by an earlier run.")
+    ] = False,
+    checksum: Annotated[
+        str | None,
+        typer.Option("--checksum", metavar="ALGO:HEX", help="Verify the file (one URL)."),
+    ] = None,
     max_redirect: Annotated[
         int, typer.Option("--max-redirect", min=0, metavar="N", help="Redirects followed.")
     ] = 20,
@@ -106,25 +122,32 @@ def command(
             if_exists=if_exists,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            retries=retries,
+            retry_wait=retry_wait,
+            continue_partial=not no_continue,
             max_redirects=max_redirect,
         )
-        _check_sources(urls, input_file, output)
+        _check_sources(urls, input_file, output, checksum)
+        digest = Checksum.parse(checksum) if checksum is not None else None
     except UsageError as error:
         _fail(error)
     reporter = ConsoleReporter(quiet=quiet)
-    try:
-        status = asyncio.run(_run(urls, input_file, output, options, reporter))
-    except KeyboardInterrupt:
-        typer.echo("aiowget: interrupted", err=True)
-        status = ExitStatus.INTERRUPTED
+    given = [Job(url=url, checksum=digest) for url in urls]
+    run = _run(given, input_file, output, options, reporter)
+    status = asyncio.run(_interruptible(run, reporter))
     raise typer.Exit(int(status))
 
 
-def _check_sources(urls: list[str], input_file: str | None, output: str | None) -> None:
+def _check_sources(
+    urls: list[str], input_file: str | None, output: str | None, checksum: str | None
+) -> None:
     if not urls and input_file is None:
         raise UsageError("no URLs given (pass URLs or -i FILE; see --help)")
-    if output is not None and (len(urls) != 1 or input_file is not None):
+    single = len(urls) == 1 and input_file is None
+    if output is not None and not single:
         raise UsageError("-O/--output takes exactly one URL")
+    if checksum is not None and not single:
+        raise UsageError("--checksum takes exactly one URL (use checksum= in an input file)")
 
 
 def _fail(error: AiowgetError) -> None:
@@ -132,8 +155,42 @@ def _fail(error: AiowgetError) -> None:
     raise typer.Exit(int(error.exit_status))
 
 
+async def _interruptible(
+    run: Coroutine[Any, Any, ExitStatus], reporter: ConsoleReporter
+) -> ExitStatus:
+    """`run`, stopped cleanly by SIGINT or SIGTERM: transfers are cancelled (keeping their
+    resumable .part files), what was unfinished is said, and the status is 130."""
+    task: asyncio.Future[ExitStatus] = asyncio.ensure_future(run)
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    # Signal handlers can only be set from the main thread (tests run the CLI in others).
+    signals = (signal.SIGINT, signal.SIGTERM) if _in_main_thread() else ()
+    for number in signals:
+        loop.add_signal_handler(number, interrupt)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        await reporter.interrupted()
+        return ExitStatus.INTERRUPTED
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 async def _run(
-    urls: list[str],
+    given: list[Job],
     input_file: str | None,
     output: str | None,
     options: Options,
@@ -145,11 +202,11 @@ async def _run(
             if output is None:
                 await downloader.prepare_directory()  # one clear error, not one per URL
             if output == STDIN:
-                await downloader.download_to_stream(urls[0], sys.stdout.buffer)
+                await downloader.download_to_stream(given[0], sys.stdout.buffer)
             elif output is not None:
-                await downloader.download_one(urls[0], output)
+                await downloader.download_one(given[0], output)
             else:
-                async for _ in downloader.iter_download(_jobs(urls, source)):
+                async for _ in downloader.iter_download(_jobs(given, source)):
                     pass
     except AiowgetError as error:
         await reporter.write(f"aiowget: {error}")
@@ -158,9 +215,9 @@ async def _run(
     return reporter.tally.exit_status
 
 
-async def _jobs(urls: list[str], source: InputFile | None) -> AsyncIterator[Job]:
-    for url in urls:
-        yield Job(url=url)
+async def _jobs(jobs: list[Job], source: InputFile | None) -> AsyncIterator[Job]:
+    for job in jobs:
+        yield job
     if source is not None:
         async for job in source.jobs():
             yield job

@@ -30,7 +30,8 @@ import aiohttp
 from .errors import UsageError
 from .models import Event, Job, Options, Result, Results
 from .naming import NameRegistry
-from .transfer import Context, ensure_directory, transfer
+from .storage import ensure_directory
+from .transfer import Context, transfer
 
 __all__ = ["Downloader", "JobSource", "download"]
 
@@ -117,14 +118,18 @@ class Downloader:
         directory into one error instead of one failure per URL."""
         await self._directory_ready()
 
-    async def download_one(self, url: str, path: str | os.PathLike[str] | None = None) -> Result:
+    async def download_one(
+        self, url: str | Job, path: str | os.PathLike[str] | None = None
+    ) -> Result:
         """Fetch one URL, to `path` exactly when given, else to a name in the directory."""
-        job = Job(url=url, path=None if path is None else Path(os.fspath(path)))
+        job = _as_job(url)
+        if path is not None:
+            job = dataclasses.replace(job, path=Path(os.fspath(path)))
         return self._checked(await transfer(job, self._ctx()))
 
-    async def download_to_stream(self, url: str, stream: IO[bytes]) -> Result:
+    async def download_to_stream(self, url: str | Job, stream: IO[bytes]) -> Result:
         """Fetch one URL and write its body to an open binary stream (`-O -`)."""
-        return self._checked(await transfer(Job(url=url), self._ctx(), stream))
+        return self._checked(await transfer(_as_job(url), self._ctx(), stream))
 
     async def iter_download(self, jobs: JobSource) -> AsyncGenerator[Result, None]:
         """Results as they finish; the input is consumed lazily, so it may be unbounded."""

@@ -9,8 +9,9 @@
     │   └── ContentTooShortError              the body ended before its Content-Length
     ├── TLSError                     exit 5   certificate or handshake failure
     ├── ProtocolError                exit 7   malformed response, redirect loop
-    └── HTTPStatusError              exit 8   the server answered 400 or more
-        └── AuthenticationError      exit 6   401 and 407
+    ├── HTTPStatusError              exit 8   the server answered 400 or more
+    │   └── AuthenticationError      exit 6   401 and 407
+    └── ChecksumError                exit 1   the body is not what --checksum promised
 
 Exit statuses follow wget's (DESIGN.md). `map_errors()` is the only place where aiohttp and OS
 exceptions become these; aiohttp is imported lazily there so that importing this module stays
@@ -28,6 +29,7 @@ from enum import IntEnum
 __all__ = [
     "AiowgetError",
     "AuthenticationError",
+    "ChecksumError",
     "ContentTooShortError",
     "DownloadTimeoutError",
     "ExitStatus",
@@ -105,13 +107,18 @@ class ProtocolError(AiowgetError):
 class HTTPStatusError(AiowgetError):
     exit_status = ExitStatus.SERVER_ERROR
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {reason}".rstrip())
         self.status = status
+        self.retry_after = retry_after
 
 
 class AuthenticationError(HTTPStatusError):
     exit_status = ExitStatus.AUTHENTICATION
+
+
+class ChecksumError(AiowgetError):
+    """Generic exit status: wget has no code for it, and it is neither network nor protocol."""
 
 
 def combine_exit_statuses(statuses: Iterable[int]) -> ExitStatus:

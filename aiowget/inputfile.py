@@ -1,8 +1,8 @@
 """Input files (`-i FILE`, `-i -`): parsed line by line (pure) and read as a stream (aiofiles).
 
-A line holds a URL, optionally followed by `out=NAME`; blank lines and lines starting with `#`
-are skipped. A line that cannot be used becomes a job that fails with the reason, so the rest of
-the list is still fetched.
+A line holds a URL, optionally followed by `out=NAME` and `checksum=ALGO:HEX`; blank lines
+and lines starting with `#` are skipped. A line that cannot be used becomes a job that fails
+with the reason, so the rest of the list is still fetched.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
 
 from .errors import LocalIOError, UsageError
-from .models import Job
+from .models import Checksum, Job
 from .naming import safe_name
 from .text import printable
 
@@ -36,19 +36,21 @@ def parse_line(line: str, lineno: int) -> Job | None:
         return None
     url, extras = fields[0], fields[1:]
     name: str | None = None
-    for extra in extras:
-        key, eq, value = extra.partition("=")
-        if key == "out" and eq:
-            name = safe_name(value)
-            if name is None:
-                return _bad(url, f"line {lineno}: unusable out= name {printable(value)!r}")
-        else:
-            return _bad(url, f"line {lineno}: unknown option {printable(extra)!r}")
-    return Job(url=url, name=name)
-
-
-def _bad(url: str, reason: str) -> Job:
-    return Job(url=url, problem=UsageError(reason))
+    checksum: Checksum | None = None
+    try:
+        for extra in extras:
+            key, eq, value = extra.partition("=")
+            if key == "out" and eq:
+                name = safe_name(value)
+                if name is None:
+                    raise UsageError(f"unusable out= name {printable(value)!r}")
+            elif key == "checksum" and eq:
+                checksum = Checksum.parse(value)
+            else:
+                raise UsageError(f"unknown option {printable(extra)!r}")
+    except UsageError as error:
+        return Job(url=url, problem=UsageError(f"line {lineno}: {error}"))
+    return Job(url=url, name=name, checksum=checksum)
 
 
 class InputFile:

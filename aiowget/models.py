@@ -13,6 +13,7 @@ from ._version import __version__
 from .errors import AiowgetError, ExitStatus, UsageError, combine_exit_statuses
 
 __all__ = [
+    "Checksum",
     "Event",
     "Finished",
     "IfExists",
@@ -20,8 +21,10 @@ __all__ = [
     "Naming",
     "Options",
     "Outcome",
+    "PartState",
     "Result",
     "Results",
+    "Retrying",
     "Started",
     "Tally",
 ]
@@ -58,6 +61,11 @@ class Options:
     if_exists: IfExists = IfExists.SKIP
     timeout: float | None = 60.0
     connect_timeout: float | None = 30.0
+    retries: int = 5
+    retry_wait: float = 1.0
+    retry_wait_max: float = 60.0
+    retry_after_max: float = 300.0
+    continue_partial: bool = True
     max_redirects: int = 20
     headers: Mapping[str, str] = field(default_factory=dict)
     user_agent: str = DEFAULT_USER_AGENT
@@ -70,13 +78,16 @@ class Options:
         set_(self, "if_exists", _choice(IfExists, self.if_exists, "if_exists"))
         set_(self, "headers", dict(self.headers))
         _at_least(1, jobs=self.jobs)
-        _at_least(0, max_redirects=self.max_redirects)
+        _at_least(0, max_redirects=self.max_redirects, retries=self.retries)
         if self.per_host is not None:
             _at_least(1, per_host=self.per_host)
         for name in ("timeout", "connect_timeout"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value}")
+        for name in ("retry_wait", "retry_wait_max", "retry_after_max"):
+            if not getattr(self, name) >= 0:
+                raise UsageError(f"{name} must be a number of seconds, got {getattr(self, name)}")
 
 
 def _choice(kind: type[Naming] | type[IfExists], value: object, name: str) -> Enum:
@@ -93,16 +104,53 @@ def _at_least(minimum: int, **values: int) -> None:
             raise UsageError(f"{name} must be a whole number of at least {minimum}, got {value}")
 
 
+CHECKSUM_ALGORITHMS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """`ALGO:HEX` as given to `--checksum` or `checksum=`; `parse` raises `UsageError`."""
+
+    algorithm: str
+    hexdigest: str
+
+    @classmethod
+    def parse(cls, text: str) -> Checksum:
+        algorithm, _, hexdigest = text.partition(":")
+        algorithm, hexdigest = algorithm.lower(), hexdigest.lower()
+        length = CHECKSUM_ALGORITHMS.get(algorithm)
+        if length is None:
+            allowed = ", ".join(CHECKSUM_ALGORITHMS)
+            raise UsageError(f"checksum {text!r}: algorithm must be one of {allowed}")
+        if len(hexdigest) != length or not all(c in "0123456789abcdef" for c in hexdigest):
+            raise UsageError(f"checksum {text!r}: expected {length} hex digits for {algorithm}")
+        return cls(algorithm, hexdigest)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hexdigest}"
+
+
 @dataclass(frozen=True)
 class Job:
     """One URL to fetch. `name` is a file name inside the directory (an input file's `out=`);
-    `path` is an exact path that bypasses naming (`-O`). `problem` marks an input line that
-    could not be used: the job fails with it instead of being fetched."""
+    `path` is an exact path that bypasses naming (`-O`); `checksum` is verified before the
+    file gets its final name. `problem` marks an input line that could not be used: the job
+    fails with it instead of being fetched."""
 
     url: str
     name: str | None = None
     path: Path | None = None
+    checksum: Checksum | None = None
     problem: UsageError | None = None
+
+
+@dataclass(frozen=True)
+class PartState:
+    """What a `.part` file's sidecar remembers of the remote file, to resume it safely."""
+
+    url: str
+    validator: str | None
+    total: int | None
 
 
 @dataclass(frozen=True)
@@ -115,6 +163,7 @@ class Result:
     status: int | None = None
     elapsed: float = 0.0
     note: str = ""
+    attempts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -191,8 +240,19 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Retrying:
+    """Attempt `attempt` (counting from 1) failed with `error`; the next comes after `delay`."""
+
+    url: str
+    attempt: int
+    retries: int
+    delay: float
+    error: AiowgetError
+
+
+@dataclass(frozen=True)
 class Finished:
     result: Result
 
 
-Event = Started | Finished
+Event = Started | Retrying | Finished

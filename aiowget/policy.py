@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+import email.utils
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
 from urllib.parse import urlsplit
 
 from .errors import (
+    AiowgetError,
     AuthenticationError,
     ContentTooShortError,
     HTTPStatusError,
     InvalidURLError,
+    NetworkError,
     ProtocolError,
 )
+from .models import PartState
 from .text import printable, redact_url
 
-__all__ = ["check_complete", "check_status", "check_url", "expected_length", "origin"]
+__all__ = [
+    "Action",
+    "ContentRange",
+    "backoff",
+    "can_resume",
+    "check_complete",
+    "check_status",
+    "check_url",
+    "expected_length",
+    "is_retryable",
+    "judge",
+    "origin",
+    "parse_content_range",
+    "parse_retry_after",
+    "resume_headers",
+    "retry_delay",
+    "validator_of",
+]
 
 SUPPORTED_SCHEMES = frozenset({"http", "https"})
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 _AUTHENTICATION_STATUSES = frozenset({401, 407})
 
 
@@ -48,14 +75,17 @@ def origin(url: str) -> str:
     return f"{scheme}://{parts.hostname}:{port}"
 
 
-def check_status(status: int, reason: str) -> None:
-    """Accept a final response of a plain GET: 2xx only; nothing is saved for the rest."""
+def check_status(status: int, reason: str, retry_after: float | None = None) -> None:
+    """Accept a final response of a plain GET: 2xx only; nothing is saved for the rest.
+
+    `retry_after` (seconds, from the header) is kept on the error of a 429 or 503."""
     if 200 <= status < 300:
         return
     if status in _AUTHENTICATION_STATUSES:
         raise AuthenticationError(status, printable(reason))
     if status >= 400:
-        raise HTTPStatusError(status, printable(reason))
+        honoured = retry_after if status in RETRY_AFTER_STATUSES else None
+        raise HTTPStatusError(status, printable(reason), honoured)
     raise ProtocolError(f"unexpected status {status} {printable(reason)}".rstrip())
 
 
@@ -75,3 +105,137 @@ def check_complete(received: int, expected: int | None) -> None:
         raise ContentTooShortError(received, expected)
     if expected is not None and received > expected:
         raise ProtocolError(f"body longer than its Content-Length ({received} > {expected})")
+
+
+# Retries ---------------------------------------------------------------------------------
+
+
+def is_retryable(error: AiowgetError) -> bool:
+    """Transient failures: the network (resets, timeouts, cut bodies) and 408/429/5xx-ish."""
+    if isinstance(error, HTTPStatusError):
+        return error.status in RETRYABLE_STATUSES
+    return isinstance(error, NetworkError)
+
+
+def backoff(attempt: int, base: float, cap: float, draw: float) -> float:
+    """Exponential backoff with full jitter: `draw` (uniform in [0, 1)) of the capped window."""
+    return draw * min(cap, base * 2.0**attempt)
+
+
+def retry_delay(
+    error: AiowgetError, attempt: int, *, base: float, cap: float, after_cap: float, draw: float
+) -> float:
+    """Seconds to wait before retry number `attempt` (from 0); Retry-After wins when sent."""
+    if isinstance(error, HTTPStatusError) and error.retry_after is not None:
+        return min(error.retry_after, after_cap)
+    return backoff(attempt, base, cap, draw)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds from `now` (a number of seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+# Resuming --------------------------------------------------------------------------------
+
+
+class Action(Enum):
+    """What to do with a response to a (possibly ranged) GET."""
+
+    FROM_ZERO = "write the body from the first byte, dropping what the .part held"
+    APPEND = "append the body to the .part"
+    COMPLETE = "the .part already holds the whole file"
+    RESTART = "drop the .part and ask again without Range"
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    start: int | None
+    end: int | None
+    total: int | None
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\Z", re.ASCII)
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """`bytes 0-99/200`, `bytes */200` or `bytes 0-99/*`, or None when malformed."""
+    match = _CONTENT_RANGE.match((value or "").strip())
+    if match is None:
+        return None
+    start, end, total = (None if g in (None, "*") else int(g) for g in match.groups())
+    if start is not None and end is not None and end < start:
+        return None
+    return ContentRange(start, end, total)
+
+
+def validator_of(headers: Mapping[str, str]) -> str | None:
+    """The validator for If-Range: a strong ETag, else Last-Modified (RFC 9110 13.1.5)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+def can_resume(offset: int, state: PartState | None) -> bool:
+    """A .part is worth resuming when it holds bytes and something identifies the file."""
+    return offset > 0 and state is not None and (state.validator or state.total) is not None
+
+
+def resume_headers(offset: int, state: PartState | None) -> dict[str, str]:
+    """Range (and If-Range) for continuing at `offset`; empty when starting from zero."""
+    if not can_resume(offset, state):
+        return {}
+    assert state is not None
+    headers = {"Range": f"bytes={offset}-"}
+    if state.validator:
+        headers["If-Range"] = state.validator
+    return headers
+
+
+def judge(
+    status: int,
+    reason: str,
+    headers: Mapping[str, str],
+    offset: int,
+    state: PartState | None,
+    now: datetime,
+) -> Action:
+    """Decide what a response means for a transfer that asked from `offset` (0: no Range).
+
+    A 206 is accepted only when its Content-Range starts at `offset` and its total and
+    validator match what the .part was made from; anything else starts over, never appends
+    bytes of another version. Error statuses raise."""
+    if status == 416 and offset > 0:
+        known = state.total if state is not None else None
+        announced = parse_content_range(headers.get("Content-Range"))
+        whole = offset in (known, announced.total if announced else None)
+        return Action.COMPLETE if whole else Action.RESTART
+    retry_after = parse_retry_after(headers.get("Retry-After"), now)
+    check_status(status, reason, retry_after)
+    if status != 206:
+        return Action.FROM_ZERO
+    if offset == 0 or state is None:
+        raise ProtocolError("206 Partial Content to a request without Range")
+    return Action.APPEND if _same_file(headers, offset, state) else Action.RESTART
+
+
+def _same_file(headers: Mapping[str, str], offset: int, state: PartState) -> bool:
+    answered = parse_content_range(headers.get("Content-Range"))
+    if answered is None or answered.start != offset:
+        return False
+    if None not in (state.total, answered.total) and state.total != answered.total:
+        return False
+    validator = validator_of(headers)
+    return not (state.validator and validator and validator != state.validator)

@@ -1,37 +1,66 @@
-"""One URL: request it, stream the body to `NAME.part` through aiofiles, verify, rename.
+"""One URL: request it, stream the body into a sink, verify, retry and resume, rename.
 
-A file under its final name is always whole: the body goes to `NAME.part` (created fresh, never
-through a symlink) and is renamed only after its length checked out. On any failure, or when the
-task is cancelled, the `.part` is removed.
+A file under its final name is always whole: the body goes to `NAME.part` and is renamed only
+once its length (and checksum, when one was given) checked out. Transient failures are retried
+with backoff, and a retry asks only for the bytes still missing. On a failure that may be
+resumed, or on cancellation, the `.part` and its sidecar stay for the next run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import hashlib
+import itertools
+import random
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
-import aiofiles
-import aiofiles.os
 import aiohttp
-from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from . import naming
-from .errors import AiowgetError, ContentTooShortError, LocalIOError, map_errors
-from .models import Event, Finished, IfExists, Job, Naming, Options, Outcome, Result, Started
-from .policy import check_complete, check_status, check_url, expected_length, origin
+from .errors import AiowgetError, ChecksumError, ContentTooShortError, map_errors
+from .models import (
+    Checksum,
+    Event,
+    Finished,
+    IfExists,
+    Job,
+    Naming,
+    Options,
+    Outcome,
+    PartState,
+    Result,
+    Retrying,
+    Started,
+)
+from .policy import (
+    Action,
+    can_resume,
+    check_complete,
+    check_url,
+    expected_length,
+    is_retryable,
+    judge,
+    origin,
+    parse_content_range,
+    resume_headers,
+    retry_delay,
+    validator_of,
+)
+from .storage import PartFile, Sink, StreamSink, exists
 
-__all__ = ["Context", "ensure_directory", "transfer"]
+__all__ = ["Context", "transfer"]
 
 # Network chunks are gathered into writes of about this size: every aiofiles call is a hop to
 # a worker thread, and small writes cost more in hops than in bytes (NOTES-aiohttp.md).
 WRITE_SIZE = 1 << 20
-PART_SUFFIX = ".part"
+# Below this, hashing in the event loop is cheaper than a hop to a thread.
+_HASH_INLINE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -44,12 +73,6 @@ class Context:
     host_slot: Callable[[str], AbstractAsyncContextManager[None]]
     directory_ready: Callable[[], Awaitable[None]]
     emit: Callable[[Event], Awaitable[None]]
-
-
-class Sink(Protocol):
-    async def write(self, data: bytes | bytearray) -> None: ...
-    async def commit(self) -> None: ...
-    async def abort(self) -> None: ...
 
 
 async def transfer(job: Job, ctx: Context, stream: IO[bytes] | None = None) -> Result:
@@ -70,10 +93,14 @@ class _Transfer:
     def __init__(self, job: Job, ctx: Context) -> None:
         self.job = job
         self.ctx = ctx
+        self.options = ctx.options
         self.path: Path | None = job.path
         self.status: int | None = None
         self.size = 0
         self.note = ""
+        self.attempts = 0
+        self.announced = False
+        self.digest = _Digest(job.checksum) if job.checksum else None
 
     def result(self, outcome: Outcome, started: float, error: AiowgetError | None = None) -> Result:
         return Result(
@@ -85,42 +112,47 @@ class _Transfer:
             status=self.status,
             elapsed=time.monotonic() - started,
             note=self.note,
+            attempts=self.attempts,
         )
 
     async def run(self, stream: IO[bytes] | None) -> Outcome:
         if self.job.problem is not None:
             raise self.job.problem
         url = check_url(self.job.url)
-        named_by_server = stream is None and self._named_by_server()
-        if stream is None and not named_by_server and not await self._choose_path(self._name()):
+        if stream is not None:
+            await self._fetch(url, StreamSink(stream))
+            return Outcome.SAVED
+        if self._named_by_server():
+            # The name comes with the response: ask once, then carry on as usual.
+            return await self._fetch_named_by_server(url)
+        if not await self._choose_path(self._name()):
             return Outcome.SKIPPED
-        async with self.ctx.host_slot(origin(url)), self._get(url) as response:
-            self.status = response.status
-            check_status(response.status, response.reason or "")
-            expected = expected_length(response.headers)
-            if named_by_server and not await self._choose_path(self._server_name(response)):
-                return Outcome.SKIPPED
-            sink = StreamSink(stream) if stream is not None else await FileSink.create(self.path)
-            await self.ctx.emit(Started(url, self.path, expected))
-            await self._save(response, sink, expected)
+        await self._fetch_to_file(url)
         return Outcome.SAVED
 
+    # Naming ----------------------------------------------------------------------------
+
     def _named_by_server(self) -> bool:
-        return (
-            self.job.path is None and self.job.name is None and self.ctx.options.content_disposition
-        )
+        job = self.job
+        return job.path is None and job.name is None and self.options.content_disposition
 
     def _name(self) -> str:
         if self.job.name is not None:
             return self.job.name
-        if self.ctx.options.naming is Naming.BASENAME:
+        if self.options.naming is Naming.BASENAME:
             return naming.basename_name(self.job.url)
         return naming.flat_name(self.job.url)
 
-    def _server_name(self, response: aiohttp.ClientResponse) -> str:
-        header = response.headers.get("Content-Disposition")
-        suggested = naming.disposition_name(header) if header else None
-        return suggested or self._name()
+    async def _fetch_named_by_server(self, url: str) -> Outcome:
+        async with self.ctx.host_slot(origin(url)), self._get(url, {}) as response:
+            self._check(response, 0, None)
+            header = response.headers.get("Content-Disposition")
+            suggested = naming.disposition_name(header) if header else None
+            if not await self._choose_path(suggested or self._name()):
+                return Outcome.SKIPPED
+        # The response is not reused: the .part an earlier run left may be resumed instead.
+        await self._fetch_to_file(url)
+        return Outcome.SAVED
 
     async def _choose_path(self, name: str) -> bool:
         """Set `self.path` for `name`; False when the job is to be skipped."""
@@ -128,16 +160,16 @@ class _Transfer:
             return await self._may_write(self.job.path)
         await self.ctx.directory_ready()
         claimed, duplicate = self.ctx.names.claim(name, self.job.url)
-        self.path = self.ctx.options.directory / claimed
+        self.path = self.options.directory / claimed
         if duplicate:
             self.note = "duplicate URL, fetched once"
             return False
-        if self.ctx.options.if_exists is IfExists.RENAME and await _exists(self.path):
+        if self.options.if_exists is IfExists.RENAME and await exists(self.path):
             self.path = await self._numbered_path(claimed)
         return await self._may_write(self.path)
 
     async def _may_write(self, path: Path) -> bool:
-        if self.ctx.options.if_exists is IfExists.SKIP and await _exists(path):
+        if self.options.if_exists is IfExists.SKIP and await exists(path):
             self.note = "already there"
             return False
         return True
@@ -145,14 +177,127 @@ class _Transfer:
     async def _numbered_path(self, name: str) -> Path:
         for candidate in naming.numbered_names(name):
             claimed, _ = self.ctx.names.claim(candidate, self.job.url)
-            path = self.ctx.options.directory / claimed
-            if claimed == candidate and not await _exists(path):
+            path = self.options.directory / claimed
+            if claimed == candidate and not await exists(path):
                 return path
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _get(self, url: str) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        options = self.ctx.options
-        headers = {"User-Agent": options.user_agent, **options.headers}
+    # Fetching --------------------------------------------------------------------------
+
+    async def _fetch_to_file(self, url: str) -> None:
+        assert self.path is not None
+        sink = PartFile(self.path)
+        if self.options.continue_partial:
+            sink = await PartFile.load(self.path, url)
+        await self._fetch(url, sink)
+
+    async def _fetch(self, url: str, sink: Sink) -> None:
+        try:
+            await self._attempts(url, sink)
+        except BaseException as error:
+            resumable = not isinstance(error, ChecksumError) and can_resume(sink.offset, sink.state)
+            await sink.release(keep=resumable)
+            raise
+        await sink.commit()
+
+    async def _attempts(self, url: str, sink: Sink) -> None:
+        for attempt in itertools.count():
+            try:
+                while await self._attempt(url, sink):
+                    pass
+                return
+            except AiowgetError as error:
+                if attempt >= self.options.retries or not is_retryable(error):
+                    raise
+                await self._pause(url, attempt, error)
+
+    async def _pause(self, url: str, attempt: int, error: AiowgetError) -> None:
+        options = self.options
+        delay = retry_delay(
+            error,
+            attempt,
+            base=options.retry_wait,
+            cap=options.retry_wait_max,
+            after_cap=options.retry_after_max,
+            draw=random.random(),
+        )
+        await self.ctx.emit(Retrying(self.job.url, attempt + 1, options.retries, delay, error))
+        await asyncio.sleep(delay)
+
+    async def _attempt(self, url: str, sink: Sink) -> bool:
+        """One request; True when it must be asked again without Range right away."""
+        self.attempts += 1
+        headers = resume_headers(sink.offset, sink.state)
+        offset = sink.offset if headers else 0
+        async with self.ctx.host_slot(origin(url)), self._get(url, headers) as response:
+            action = self._check(response, offset, sink.state)
+            if action is Action.RESTART:
+                await sink.restart()
+                return True
+            if action is not Action.COMPLETE:
+                await self._receive(response, sink, action)
+        await self._verify(sink)
+        return False
+
+    def _check(
+        self, response: aiohttp.ClientResponse, offset: int, state: PartState | None
+    ) -> Action:
+        self.status = response.status
+        now = datetime.now(timezone.utc)
+        reason = response.reason or ""
+        return judge(response.status, reason, response.headers, offset, state, now)
+
+    async def _receive(self, response: aiohttp.ClientResponse, sink: Sink, action: Action) -> None:
+        from_zero = action is Action.FROM_ZERO
+        state = sink.state
+        if from_zero or state is None:
+            state = PartState(self.job.url, validator_of(response.headers), _total(response))
+        await sink.begin(state, from_zero)
+        if self.digest is not None:
+            await self.digest.catch_up(sink, from_zero)
+        if not self.announced:
+            self.announced = True
+            await self.ctx.emit(Started(self.job.url, self.path, state.total))
+        await self._copy(response.content, sink, state.total)
+
+    async def _copy(self, body: aiohttp.StreamReader, sink: Sink, total: int | None) -> None:
+        buffer = bytearray()
+        try:
+            async for chunk in body.iter_any():
+                buffer += chunk
+                if len(buffer) >= WRITE_SIZE:
+                    await self._flush(sink, buffer)
+                    buffer = bytearray()
+        except BaseException as error:
+            # Keep what arrived, so that the retry (or the next run) asks only for the rest.
+            with suppress(Exception):
+                await self._flush(sink, buffer)
+            if isinstance(error, aiohttp.ClientPayloadError):
+                raise ContentTooShortError(sink.offset, total) from None
+            raise
+        await self._flush(sink, buffer)
+
+    async def _flush(self, sink: Sink, data: bytearray) -> None:
+        if not data:
+            return
+        if self.digest is None:
+            await sink.write(data)
+        else:
+            await asyncio.gather(sink.write(data), self.digest.update(data))
+        self.size = sink.offset
+
+    async def _verify(self, sink: Sink) -> None:
+        self.size = sink.offset
+        check_complete(sink.offset, sink.state.total if sink.state is not None else None)
+        if self.digest is not None:
+            await self.digest.catch_up(sink, from_zero=False)
+            self.digest.verify()
+
+    def _get(
+        self, url: str, extra: dict[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        options = self.options
+        headers = {"User-Agent": options.user_agent, **options.headers, **extra}
         # Bodies are stored exactly as served: no transparent decompression (NOTES-aiohttp.md).
         headers["Accept-Encoding"] = "identity"
         return self.ctx.session.get(
@@ -168,116 +313,43 @@ class _Transfer:
             ),
         )
 
-    async def _save(
-        self, response: aiohttp.ClientResponse, sink: Sink, expected: int | None
-    ) -> None:
-        try:
-            await self._copy(response.content, sink, expected)
-            check_complete(self.size, expected)
-            await sink.commit()
-        except BaseException:
-            await sink.abort()
-            raise
 
-    async def _copy(self, body: aiohttp.StreamReader, sink: Sink, expected: int | None) -> None:
-        buffer = bytearray()
-        try:
-            async for chunk in body.iter_any():
-                buffer += chunk
-                if len(buffer) >= WRITE_SIZE:
-                    await self._flush(sink, buffer)
-                    buffer = bytearray()
-        except aiohttp.ClientPayloadError:
-            raise ContentTooShortError(self.size + len(buffer), expected) from None
-        if buffer:
-            await self._flush(sink, buffer)
-
-    async def _flush(self, sink: Sink, data: bytearray) -> None:
-        await sink.write(data)
-        self.size += len(data)
+def _total(response: aiohttp.ClientResponse) -> int | None:
+    """The length of the whole file: from Content-Range on a 206, else Content-Length."""
+    if response.status == 206:
+        answered = parse_content_range(response.headers.get("Content-Range"))
+        return answered.total if answered else None
+    return expected_length(response.headers)
 
 
-class FileSink:
-    """Writes to `NAME.part` and renames it to `NAME` on commit."""
+class _Digest:
+    """A checksum computed while streaming, carried across retries and resumes."""
 
-    def __init__(self, path: Path, file: AsyncBufferedIOBase) -> None:
-        self.path = path
-        self.part = _part_path(path)
-        self._file = file
+    def __init__(self, checksum: Checksum) -> None:
+        self.checksum = checksum
+        self.hasher = hashlib.new(checksum.algorithm)
+        self.covered = 0
 
-    @classmethod
-    async def create(cls, path: Path | None) -> FileSink:
-        assert path is not None
-        part = _part_path(path)
-        # The open goes on in its thread even if this task is cancelled meanwhile: wait for it
-        # then, and undo it, so that no file is left open and no .part behind.
-        opening = asyncio.ensure_future(aiofiles.open(part, "wb", opener=_create_fresh))
-        try:
-            return cls(path, await asyncio.shield(opening))
-        except asyncio.CancelledError:
-            await asyncio.wait({opening})
-            if not opening.cancelled() and opening.exception() is None:
-                await cls(path, opening.result()).abort()
-            raise
+    async def catch_up(self, sink: Sink, from_zero: bool) -> None:
+        """Make the hash cover exactly what `sink` holds (reading a resumed .part once)."""
+        if from_zero or self.covered > sink.offset:
+            self.hasher, self.covered = hashlib.new(self.checksum.algorithm), 0
+        if self.covered < sink.offset:
+            await sink.hash_into(self.hasher, self.covered)
+            self.covered = sink.offset
 
-    async def write(self, data: bytes | bytearray) -> None:
-        await self._file.write(data)
+    async def update(self, data: bytearray) -> None:
+        # hashlib releases the GIL on large buffers: hash in a thread, beside the write.
+        if len(data) < _HASH_INLINE:
+            self.hasher.update(data)
+        else:
+            await asyncio.to_thread(self.hasher.update, data)
+        self.covered += len(data)
 
-    async def commit(self) -> None:
-        await self._file.close()
-        # Replaces whatever is at the final name, a planted symlink included: never follows it.
-        await aiofiles.os.replace(self.part, self.path)
-
-    async def abort(self) -> None:
-        # Shielded so that a second cancellation cannot leave a half-written .part behind.
-        await asyncio.shield(self._discard())
-
-    async def _discard(self) -> None:
-        await self._file.close()
-        with suppress(FileNotFoundError):
-            await aiofiles.os.remove(self.part)
-
-
-class StreamSink:
-    """Writes to an open binary stream, such as stdout for `-O -`, off the event loop."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-
-    async def write(self, data: bytes | bytearray) -> None:
-        await asyncio.to_thread(self._stream.write, data)
-
-    async def commit(self) -> None:
-        await asyncio.to_thread(self._stream.flush)
-
-    async def abort(self) -> None:
-        await asyncio.to_thread(self._stream.flush)
-
-
-def _part_path(path: Path) -> Path:
-    return path.with_name(path.name + PART_SUFFIX)
-
-
-def _create_fresh(path: str, flags: int) -> int:
-    """Open a new `.part` for writing without following a symlink planted at its name."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    try:
-        return os.open(path, flags, 0o666)
-    except FileExistsError:
-        os.unlink(path)  # a .part of an earlier attempt (or a symlink): start afresh
-        return os.open(path, flags, 0o666)
-
-
-async def _exists(path: Path) -> bool:
-    # lexists: a dangling symlink at the final name counts as there, and is never followed.
-    return await asyncio.to_thread(os.path.lexists, path)
-
-
-async def ensure_directory(directory: Path) -> None:
-    """Create `directory` when missing; `LocalIOError` naming it when it cannot be used."""
-    try:
-        await aiofiles.os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise LocalIOError(f"cannot use directory {directory}: {exc.strerror or exc}") from None
-    if not await aiofiles.os.access(directory, os.W_OK | os.X_OK):
-        raise LocalIOError(f"cannot write to directory {directory}: Permission denied")
+    def verify(self) -> None:
+        actual = self.hasher.hexdigest()
+        if actual != self.checksum.hexdigest:
+            algorithm = self.checksum.algorithm
+            raise ChecksumError(
+                f"{algorithm} mismatch: expected {self.checksum.hexdigest}, got {actual}"
+            )

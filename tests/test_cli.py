@@ -73,7 +73,9 @@ async def test_bad_urls_mixed_with_good_ones(files_server: Server, tmp_path: Pat
 
 
 async def test_lowest_exit_status_wins(files_server: Server, tmp_path: Path) -> None:
-    result = await run_cli("-P", tmp_path, files_server.url("/nope"), "http://127.0.0.1:9/")
+    result = await run_cli(
+        "-t", "0", "-P", tmp_path, files_server.url("/nope"), "http://127.0.0.1:9/"
+    )
 
     assert result.exit_code == 4
 
@@ -228,7 +230,7 @@ async def test_passwords_are_masked_and_controls_escaped(
     base = await raw_server(b"HTTP/1.1 500 Oops\x1b[2J\x07\r\nContent-Length: 0\r\n\r\n")
     url = base.replace("http://", "http://alice:s3cret@") + "/f"
 
-    result = await run_cli("-P", tmp_path, url)
+    result = await run_cli("-t", "0", "-P", tmp_path, url)
 
     assert result.exit_code == 8
     assert "s3cret" not in result.stderr

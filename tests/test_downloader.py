@@ -92,16 +92,18 @@ async def test_per_host_limit_counts_each_origin_apart(serve: ServeFactory, tmp_
     assert sorted(peaks.values()) == [2, 2]
 
 
-@pytest.mark.parametrize(("status", "exit_status"), [(404, 8), (500, 8), (401, 6), (403, 8)])
+@pytest.mark.parametrize(
+    ("status", "exit_status", "requests"), [(404, 8, 1), (500, 8, 3), (401, 6, 1), (403, 8, 1)]
+)
 async def test_error_status_saves_nothing(
-    serve: ServeFactory, tmp_path: Path, status: int, exit_status: int
+    serve: ServeFactory, tmp_path: Path, status: int, exit_status: int, requests: int
 ) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.Response(status=status, body=b"an error page, not the file")
 
     server = await serve({"/f": handler})
 
-    results = await aiowget.download([server.url("/f")], tmp_path)
+    results = await aiowget.download([server.url("/f")], tmp_path, retries=2, retry_wait=0)
 
     (result,) = results
     assert result.outcome is Outcome.FAILED
@@ -109,6 +111,7 @@ async def test_error_status_saves_nothing(
     assert isinstance(result.error, aiowget.HTTPStatusError)
     assert result.exit_status == exit_status == results.exit_status
     assert list(tmp_path.iterdir()) == []
+    assert len(server.gets()) == requests == result.attempts  # only 5xx-ish is retried
 
 
 async def lying_length(request: web.Request) -> web.StreamResponse:
@@ -121,19 +124,23 @@ async def lying_length(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def test_body_shorter_than_content_length_keeps_no_file(
+async def test_body_shorter_than_content_length_keeps_no_final_file(
     serve: ServeFactory, tmp_path: Path
 ) -> None:
     server = await serve({"/short": lying_length, "/good": static(b"good")})
+    urls = [server.url("/short"), server.url("/good")]
 
-    results = await aiowget.download([server.url("/short"), server.url("/good")], tmp_path)
+    results = await aiowget.download(urls, tmp_path, retries=0)
 
     short, good = results
     assert isinstance(short.error, aiowget.ContentTooShortError)
     assert "of 10000 bytes" in str(short.error)
     assert short.exit_status == 4
     assert good.outcome is Outcome.SAVED
-    assert files_in(tmp_path) == {flat_name(server.url("/good")): b"good"}
+    # No final file for the short one; what arrived stays as .part for a later resume.
+    names = set(files_in(tmp_path))
+    short_name = flat_name(urls[0])
+    assert names - {short_name + ".part", short_name + ".part.meta"} == {flat_name(urls[1])}
 
 
 async def echo_query(request: web.Request) -> web.StreamResponse:
@@ -277,7 +284,7 @@ async def test_unusable_urls_fail_alone(
 
 
 async def test_connection_refused_is_a_network_error(tmp_path: Path) -> None:
-    (result,) = await aiowget.download(["http://127.0.0.1:9/x"], tmp_path)
+    (result,) = await aiowget.download(["http://127.0.0.1:9/x"], tmp_path, retries=0)
 
     assert isinstance(result.error, aiowget.NetworkError)
     assert result.exit_status == 4
@@ -296,12 +303,16 @@ async def test_stalled_server_times_out(serve: ServeFactory, tmp_path: Path) -> 
 
     server = await serve({"/stall": stall})
 
-    (result,) = await aiowget.download([server.url("/stall")], tmp_path, timeout=0.3)
+    url = server.url("/stall")
+    (result,) = await aiowget.download([url], tmp_path, timeout=0.3, retries=0)
     release.set()
 
     assert isinstance(result.error, aiowget.DownloadTimeoutError)
     assert result.exit_status == 4
-    assert list(tmp_path.iterdir()) == []
+    # The 10 bytes that came are kept for resuming; there is no final file.
+    part = tmp_path / (flat_name(url) + ".part")
+    assert files_in(tmp_path).keys() == {part.name, part.name + ".meta"}
+    assert part.read_bytes() == b"x" * 10
 
 
 async def test_redirects_are_followed_and_bounded(serve: ServeFactory, tmp_path: Path) -> None:

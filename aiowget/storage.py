@@ -1,0 +1,242 @@
+"""Where a body lands: `NAME.part` with its sidecar, renamed to `NAME` once whole; or a stream.
+
+The sidecar `NAME.part.meta` (JSON, written atomically before the first byte) remembers the
+URL, the validator (ETag or Last-Modified) and the total length of the file the `.part` holds,
+so that a later attempt or run can ask for the rest with `Range` and `If-Range`. Files here are
+opened without following symlinks; every file operation runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from contextlib import suppress
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import aiofiles
+import aiofiles.os
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
+
+from .errors import LocalIOError, ProtocolError
+from .models import PartState
+
+__all__ = [
+    "META_SUFFIX",
+    "PART_SUFFIX",
+    "PartFile",
+    "Sink",
+    "StreamSink",
+    "ensure_directory",
+    "exists",
+]
+
+PART_SUFFIX = ".part"
+META_SUFFIX = ".part.meta"
+_READ_SIZE = 1 << 20
+_NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+class Sink(Protocol):
+    """What a transfer writes to. `offset` is how many bytes it holds already."""
+
+    offset: int
+    state: PartState | None
+
+    async def begin(self, state: PartState, from_zero: bool) -> None: ...
+    async def write(self, data: bytes | bytearray) -> None: ...
+    async def hash_into(self, hasher: Hasher, start: int) -> None: ...
+    async def restart(self) -> None: ...
+    async def commit(self) -> None: ...
+    async def release(self, keep: bool) -> None: ...
+
+
+class PartFile:
+    """The `.part` (and sidecar) of one final path."""
+
+    def __init__(self, path: Path, offset: int = 0, state: PartState | None = None) -> None:
+        self.path = path
+        self.part = path.with_name(path.name + PART_SUFFIX)
+        self.meta = path.with_name(path.name + META_SUFFIX)
+        self.offset = offset
+        self.state = state
+        self._file: AsyncBufferedIOBase | None = None
+
+    @classmethod
+    async def load(cls, path: Path, url: str) -> PartFile:
+        """The `.part` an earlier run left for `url`, or an empty one."""
+        sink = cls(path)
+        sink.offset, sink.state = await asyncio.to_thread(_read_existing, sink, url)
+        return sink
+
+    async def begin(self, state: PartState, from_zero: bool) -> None:
+        """Open for writing, from the first byte or appending at `offset`."""
+        await self._close()
+        if from_zero:
+            self.offset = 0
+        if from_zero or state != self.state:
+            await asyncio.to_thread(_write_meta, self.meta, state)
+        self.state = state
+        self._file = await _open_shielded(self.part, None if from_zero else self.offset)
+
+    async def write(self, data: bytes | bytearray) -> None:
+        assert self._file is not None
+        await self._file.write(data)
+        self.offset += len(data)
+
+    async def hash_into(self, hasher: Hasher, start: int) -> None:
+        """Feed bytes `start`..`offset` of the .part to `hasher` (to resume a checksum)."""
+        await asyncio.to_thread(_hash_range, self.part, hasher, start, self.offset)
+
+    async def restart(self) -> None:
+        """Forget what the .part holds: the next request starts from the first byte."""
+        await self._release(keep=False)
+        self.offset, self.state = 0, None
+
+    async def commit(self) -> None:
+        await self._close()
+        # Replaces whatever is at the final name, a planted symlink included: never follows it.
+        await aiofiles.os.replace(self.part, self.path)
+        await _remove(self.meta)
+
+    async def release(self, keep: bool) -> None:
+        """Close; keep the .part and sidecar for a later resume, or remove both."""
+        # Shielded: a second cancellation must not leave the file open or half removed.
+        await asyncio.shield(self._release(keep))
+
+    async def _release(self, keep: bool) -> None:
+        await self._close()
+        if not keep:
+            await _remove(self.part)
+            await _remove(self.meta)
+
+    async def _close(self) -> None:
+        if self._file is not None:
+            file, self._file = self._file, None
+            await file.close()
+
+
+class StreamSink:
+    """An open binary stream, such as stdout for `-O -`, written off the event loop."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.offset = 0
+        self.state: PartState | None = None
+
+    async def begin(self, state: PartState, from_zero: bool) -> None:
+        if from_zero and self.offset:
+            raise ProtocolError("the server sent the file again from its start")
+        self.state = state
+
+    async def write(self, data: bytes | bytearray) -> None:
+        await asyncio.to_thread(self._stream.write, data)
+        self.offset += len(data)
+
+    async def hash_into(self, hasher: Hasher, start: int) -> None:
+        # Everything written to a stream was hashed on the way: nothing to catch up.
+        assert start == self.offset
+
+    async def restart(self) -> None:
+        if self.offset:
+            raise ProtocolError("the server cannot resume, and standard output cannot rewind")
+
+    async def commit(self) -> None:
+        await asyncio.to_thread(self._stream.flush)
+
+    async def release(self, keep: bool) -> None:
+        await asyncio.to_thread(self._stream.flush)
+
+
+async def ensure_directory(directory: Path) -> None:
+    """Create `directory` when missing; `LocalIOError` naming it when it cannot be used."""
+    try:
+        await aiofiles.os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise LocalIOError(f"cannot use directory {directory}: {exc.strerror or exc}") from None
+    if not await aiofiles.os.access(directory, os.W_OK | os.X_OK):
+        raise LocalIOError(f"cannot write to directory {directory}: Permission denied")
+
+
+async def exists(path: Path) -> bool:
+    # lexists: a dangling symlink at the final name counts as there, and is never followed.
+    return await asyncio.to_thread(os.path.lexists, path)
+
+
+async def _open_shielded(part: Path, append_at: int | None) -> AsyncBufferedIOBase:
+    # The open goes on in its thread even if this task is cancelled meanwhile: wait for it
+    # then, and close what it opened, so that no file is left open.
+    def opener(path: str, flags: int) -> int:
+        return _open_fresh(path) if append_at is None else _open_at(path, append_at)
+
+    opening = asyncio.ensure_future(aiofiles.open(part, "ab", opener=opener))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        await asyncio.wait({opening})
+        if not opening.cancelled() and opening.exception() is None:
+            await opening.result().close()
+        raise
+
+
+def _open_fresh(path: str) -> int:
+    """A new, empty .part; an old one (or a symlink planted there) is replaced, not followed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+    try:
+        return os.open(path, flags, 0o666)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, 0o666)
+
+
+def _open_at(path: str, offset: int) -> int:
+    """The existing .part, cut to `offset` bytes; append mode then writes from there."""
+    fd = os.open(path, os.O_WRONLY | _NOFOLLOW)
+    try:
+        os.ftruncate(fd, offset)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_existing(sink: PartFile, url: str) -> tuple[int, PartState | None]:
+    try:
+        info = os.lstat(sink.part)
+        with open(sink.meta, "rb", opener=lambda p, f: os.open(p, os.O_RDONLY | _NOFOLLOW)) as f:
+            fields: dict[str, Any] = json.loads(f.read(65536))
+        state = PartState(url=fields["url"], validator=fields["validator"], total=fields["total"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, None
+    if not stat.S_ISREG(info.st_mode) or state.url != url:
+        return 0, None
+    return info.st_size, state
+
+
+def _write_meta(meta: Path, state: PartState) -> None:
+    temporary = meta.with_name(meta.name + ".tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW
+    with open(temporary, "wb", opener=lambda p, f: os.open(p, flags, 0o666)) as file:
+        file.write(json.dumps(asdict(state)).encode())
+    os.replace(temporary, meta)
+
+
+def _hash_range(part: Path, hasher: Hasher, start: int, end: int) -> None:
+    with open(part, "rb", opener=lambda p, f: os.open(p, os.O_RDONLY | _NOFOLLOW)) as file:
+        file.seek(start)
+        left = end - start
+        while left > 0 and (block := file.read(min(_READ_SIZE, left))):
+            hasher.update(block)
+            left -= len(block)
+
+
+async def _remove(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        await aiofiles.os.remove(path)
