@@ -15,10 +15,10 @@ import stat
 from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
-import aiofiles
 import aiofiles.os
+import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from .errors import LocalIOError, ProtocolError
@@ -171,19 +171,28 @@ async def exists(path: Path) -> bool:
 
 
 async def _open_shielded(part: Path, append_at: int | None) -> AsyncBufferedIOBase:
-    # The open goes on in its thread even if this task is cancelled meanwhile: wait for it
-    # then, and close what it opened, so that no file is left open.
+    # The open goes on in its thread even if this task is cancelled meanwhile; whenever it
+    # completes then, the file is closed at once, so that none is left open.
+    opening = asyncio.ensure_future(asyncio.to_thread(_open_part, part, append_at))
+    try:
+        raw = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+    wrapped: AsyncBufferedIOBase = aiofiles.threadpool.wrap(raw)
+    return wrapped
+
+
+def _open_part(part: Path, append_at: int | None) -> BinaryIO:
     def opener(path: str, flags: int) -> int:
         return _open_fresh(path) if append_at is None else _open_at(path, append_at)
 
-    opening = asyncio.ensure_future(aiofiles.open(part, "ab", opener=opener))
-    try:
-        return await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        await asyncio.wait({opening})
-        if not opening.cancelled() and opening.exception() is None:
-            await opening.result().close()
-        raise
+    return open(part, "ab", opener=opener)
+
+
+def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _open_fresh(path: str) -> int:

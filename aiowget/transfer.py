@@ -203,8 +203,9 @@ class _Transfer:
     async def _attempts(self, url: str, sink: Sink) -> None:
         for attempt in itertools.count():
             try:
-                while await self._attempt(url, sink):
-                    pass
+                with map_errors():
+                    while await self._attempt(url, sink):
+                        pass
                 return
             except AiowgetError as error:
                 if attempt >= self.options.retries or not is_retryable(error):
