@@ -23,7 +23,7 @@ from .faults import Fault, FaultyFile
 
 MiB = 1 << 20
 CONTENT = body(4 * MiB + 123, "resilience")
-FAST = {"retry_wait": 0}
+FAST: dict[str, Any] = {"retry_wait": 0}
 
 
 async def serve_file(serve: ServeFactory, faulty: FaultyFile) -> Server:
