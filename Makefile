@@ -25,6 +25,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest -q
+	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import aiohttp
 import pytest
@@ -19,10 +20,29 @@ from aiowget.errors import (
     NetworkError,
     ProtocolError,
     TLSError,
+    UsageError,
     combine_exit_statuses,
     map_errors,
 )
-from aiowget.policy import check_complete, check_status, check_url, expected_length, origin
+from aiowget.models import Checksum, PartState
+from aiowget.policy import (
+    Action,
+    ContentRange,
+    backoff,
+    can_resume,
+    check_complete,
+    check_status,
+    check_url,
+    expected_length,
+    is_retryable,
+    judge,
+    origin,
+    parse_content_range,
+    parse_retry_after,
+    resume_headers,
+    retry_delay,
+    validator_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -178,3 +198,173 @@ def test_map_errors_keeps_aiowget_errors_and_names_the_file() -> None:
         raise original
     assert caught.value is original
     assert str(raised(PermissionError(13, "Permission denied", "/x"))) == "/x: Permission denied"
+
+
+# Retries and resuming ---------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("error", "retry"),
+    [
+        (NetworkError("reset"), True),
+        (DownloadTimeoutError("slow"), True),
+        (ContentTooShortError(1, 2), True),
+        (HTTPStatusError(500, ""), True),
+        (HTTPStatusError(503, ""), True),
+        (HTTPStatusError(429, ""), True),
+        (HTTPStatusError(408, ""), True),
+        (HTTPStatusError(404, ""), False),
+        (HTTPStatusError(501, ""), False),
+        (AuthenticationError(401, ""), False),
+        (ProtocolError("loop"), False),
+        (TLSError("bad cert"), False),
+        (LocalIOError("disk full"), False),
+        (InvalidURLError("x"), False),
+    ],
+)
+def test_is_retryable(error: AiowgetError, retry: bool) -> None:
+    assert is_retryable(error) is retry
+
+
+@pytest.mark.parametrize(
+    ("attempt", "draw", "delay"),
+    [(0, 0.5, 0.5), (1, 0.5, 1.0), (3, 1.0, 8.0), (10, 1.0, 60.0), (10, 0.0, 0.0)],
+)
+def test_backoff_is_exponential_jittered_and_capped(
+    attempt: int, draw: float, delay: float
+) -> None:
+    assert backoff(attempt, base=1.0, cap=60.0, draw=draw) == delay
+
+
+@pytest.mark.parametrize(
+    ("error", "delay"),
+    [
+        (HTTPStatusError(503, "", retry_after=7.0), 7.0),
+        (HTTPStatusError(429, "", retry_after=9999.0), 300.0),
+        (HTTPStatusError(500, ""), 2.0),
+        (NetworkError("reset"), 2.0),
+    ],
+)
+def test_retry_after_wins_when_sent(error: AiowgetError, delay: float) -> None:
+    assert retry_delay(error, 1, base=1.0, cap=60.0, after_cap=300.0, draw=1.0) == delay
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, None),
+        ("120", 120.0),
+        (" 0 ", 0.0),
+        ("Thu, 26 Nov 2026 12:00:30 GMT", 30.0),
+        ("Thu, 26 Nov 2026 11:00:00 GMT", 0.0),
+        ("soon", None),
+        ("-5", None),
+        ("", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(value, NOW) == seconds
+
+
+def test_retry_after_only_kept_for_429_and_503() -> None:
+    for status, kept in [(429, 5.0), (503, 5.0), (500, None)]:
+        with pytest.raises(HTTPStatusError) as caught:
+            check_status(status, "", retry_after=5.0)
+        assert caught.value.retry_after == kept
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("bytes 0-99/200", ContentRange(0, 99, 200)),
+        ("bytes 100-199/*", ContentRange(100, 199, None)),
+        ("bytes */200", ContentRange(None, None, 200)),
+        ("bytes 5-4/200", None),
+        ("items 0-1/2", None),
+        ("bytes 0-99/200 junk", None),
+        (None, None),
+    ],
+)
+def test_parse_content_range(value: str | None, parsed: ContentRange | None) -> None:
+    assert parse_content_range(value) == parsed
+
+
+@pytest.mark.parametrize(
+    ("headers", "validator"),
+    [
+        ({"ETag": '"abc"', "Last-Modified": "Tue"}, '"abc"'),
+        ({"ETag": 'W/"weak"', "Last-Modified": "Tue"}, "Tue"),
+        ({"ETag": 'W/"weak"'}, None),
+        ({}, None),
+    ],
+)
+def test_validator_prefers_a_strong_etag(headers: dict[str, str], validator: str | None) -> None:
+    assert validator_of(headers) == validator
+
+
+STATE = PartState("http://e.com/f", '"v1"', 1000)
+
+
+@pytest.mark.parametrize(
+    ("offset", "state", "headers"),
+    [
+        (0, STATE, {}),
+        (10, None, {}),
+        (10, PartState("u", None, None), {}),
+        (10, PartState("u", None, 1000), {"Range": "bytes=10-"}),
+        (10, STATE, {"Range": "bytes=10-", "If-Range": '"v1"'}),
+    ],
+)
+def test_resume_headers(offset: int, state: PartState | None, headers: dict[str, str]) -> None:
+    assert resume_headers(offset, state) == headers
+    assert can_resume(offset, state) is bool(headers)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "offset", "action"),
+    [
+        (200, {}, 0, Action.FROM_ZERO),
+        (200, {}, 500, Action.FROM_ZERO),  # Range ignored, or If-Range failed
+        (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v1"'}, 500, Action.APPEND),
+        (206, {"Content-Range": "bytes 500-999/1000"}, 500, Action.APPEND),
+        (206, {"Content-Range": "bytes 400-999/1000"}, 500, Action.RESTART),  # wrong offset
+        (206, {"Content-Range": "bytes 500-1999/2000"}, 500, Action.RESTART),  # other total
+        (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v2"'}, 500, Action.RESTART),
+        (206, {}, 500, Action.RESTART),  # no Content-Range at all
+        (416, {"Content-Range": "bytes */1000"}, 1000, Action.COMPLETE),
+        (416, {}, 1000, Action.COMPLETE),  # the sidecar knows the total
+        (416, {"Content-Range": "bytes */2000"}, 1500, Action.RESTART),
+    ],
+)
+def test_judge(status: int, headers: dict[str, str], offset: int, action: Action) -> None:
+    assert judge(status, "", headers, offset, STATE, NOW) is action
+
+
+@pytest.mark.parametrize(
+    ("status", "offset", "error"),
+    [(206, 0, ProtocolError), (404, 500, HTTPStatusError), (416, 0, HTTPStatusError)],
+)
+def test_judge_rejects(status: int, offset: int, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        judge(status, "", {}, offset, STATE, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("sha256:" + "a" * 64, Checksum("sha256", "a" * 64)),
+        ("SHA1:" + "B" * 40, Checksum("sha1", "b" * 40)),
+        ("md5:" + "0" * 32, Checksum("md5", "0" * 32)),
+    ],
+)
+def test_checksum_parse(text: str, parsed: Checksum) -> None:
+    assert Checksum.parse(text) == parsed
+    assert str(parsed) == text.lower()
+
+
+@pytest.mark.parametrize("text", ["sha256:abc", "crc:00", "sha256", "md5:" + "g" * 32])
+def test_checksum_parse_rejects(text: str) -> None:
+    with pytest.raises(UsageError):
+        Checksum.parse(text)

@@ -5,8 +5,11 @@ Every test checks the bytes of the final file against the source and what the se
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -402,3 +405,73 @@ async def test_checksum_in_an_input_file(serve: ServeFactory, tmp_path: Path) ->
 
     assert result.exit_code == 1
     assert [p.name for p in out.iterdir()] == [flat_name(server.url("/good"))]
+
+
+# Interruption: a real process, a real signal ---------------------------------------------
+
+
+async def wait_for_bytes(path: Path, least: int, process: asyncio.subprocess.Process) -> None:
+    """Poll until `path` holds `least` bytes (the transfer is under way), or fail."""
+    deadline = time.monotonic() + 20
+    while not (path.exists() and path.stat().st_size >= least):
+        assert process.returncode is None, "aiowget ended before the transfer was under way"
+        assert time.monotonic() < deadline, f"{path} never reached {least} bytes"
+        await asyncio.sleep(0.02)
+
+
+async def start_process(*args: str | Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiowget", *map(str, args), stderr=asyncio.subprocess.PIPE
+    )
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+async def test_signal_stops_cleanly_and_keeps_the_part(
+    serve: ServeFactory, tmp_path: Path, number: signal.Signals
+) -> None:
+    faulty = FaultyFile(CONTENT, [Fault(stall_after=2 * MiB)])
+    server = await serve_file(serve, faulty)
+    url = server.url("/f")
+    part = tmp_path / (flat_name(url) + ".part")
+    process = await start_process("-P", tmp_path, url)
+    await wait_for_bytes(part, MiB, process)
+
+    process.send_signal(number)
+    _, stderr = await process.communicate()
+    faulty.release.set()
+
+    assert process.returncode == 130
+    message = stderr.decode()
+    assert f"[!] unfinished {url} (kept {part})" in message
+    assert "interrupted; 1 unfinished" in message
+    assert "Traceback" not in message
+    kept = part.stat().st_size
+    assert kept >= MiB
+    assert CONTENT.startswith(part.read_bytes())
+
+    rerun = await run_cli("-P", tmp_path, url)
+
+    assert rerun.exit_code == 0
+    assert (tmp_path / flat_name(url)).read_bytes() == CONTENT
+    assert resumed_at(faulty.ranges()[-1]) == kept
+
+
+async def test_kill_9_loses_only_the_bytes_in_flight(serve: ServeFactory, tmp_path: Path) -> None:
+    faulty = FaultyFile(CONTENT, [Fault(stall_after=2 * MiB)])
+    server = await serve_file(serve, faulty)
+    url = server.url("/f")
+    part = tmp_path / (flat_name(url) + ".part")
+    process = await start_process("-P", tmp_path, url)
+    await wait_for_bytes(part, MiB, process)
+
+    process.kill()
+    await process.wait()
+    faulty.release.set()
+    kept = part.stat().st_size
+
+    rerun = await run_cli("-P", tmp_path, url)
+
+    assert rerun.exit_code == 0
+    assert (tmp_path / flat_name(url)).read_bytes() == CONTENT
+    assert resumed_at(faulty.ranges()[-1]) == kept >= MiB
+    assert sorted(p.name for p in tmp_path.iterdir()) == [flat_name(url)]
