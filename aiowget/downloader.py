@@ -20,7 +20,7 @@ from collections.abc import (
     Callable,
     Iterable,
 )
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -133,8 +133,10 @@ class Downloader:
 
     async def iter_download(self, jobs: JobSource) -> AsyncGenerator[Result, None]:
         """Results as they finish; the input is consumed lazily, so it may be unbounded."""
-        async for _, result in self._indexed_results(jobs):
-            yield self._checked(result)
+        # aclosing: when the caller stops early, the pool is stopped now, not at GC time.
+        async with aclosing(self._indexed_results(jobs)) as results:
+            async for _, result in results:
+                yield self._checked(result)
 
     async def _indexed_results(self, jobs: JobSource) -> AsyncGenerator[tuple[int, Result], None]:
         ctx = self._ctx()
@@ -158,9 +160,19 @@ class Downloader:
 
         # return_exceptions: a cancelled pool still waits for every worker to clean up (without
         # it, gather returns at the first cancelled worker and the rest would be cut short).
-        outcomes = await asyncio.gather(
+        gathered = asyncio.gather(
             *(worker() for _ in range(self.options.jobs)), return_exceptions=True
         )
+        try:
+            outcomes = await asyncio.shield(gathered)
+        except asyncio.CancelledError:
+            # Cancel each worker once, and let it finish its cleanup (closing and keeping its
+            # .part) even if this pool is cancelled again meanwhile.
+            gathered.cancel()
+            while not gathered.done():
+                with suppress(asyncio.CancelledError):
+                    await asyncio.wait({gathered})
+            raise
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -12,10 +12,11 @@ import asyncio
 import json
 import os
 import stat
+from collections.abc import Awaitable
 from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol, TypeVar
 
 import aiofiles.os
 import aiofiles.threadpool
@@ -33,6 +34,8 @@ __all__ = [
     "ensure_directory",
     "exists",
 ]
+
+T = TypeVar("T")
 
 PART_SUFFIX = ".part"
 META_SUFFIX = ".part.meta"
@@ -108,8 +111,10 @@ class PartFile:
 
     async def release(self, keep: bool) -> None:
         """Close; keep the .part and sidecar for a later resume, or remove both."""
-        # Shielded: a second cancellation must not leave the file open or half removed.
-        await asyncio.shield(self._release(keep))
+        # Run to its end even when cancelled again: no file left open or half removed.
+        _, cancelled = await _to_completion(self._release(keep))
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _release(self, keep: bool) -> None:
         await self._close()
@@ -120,7 +125,10 @@ class PartFile:
     async def _close(self) -> None:
         if self._file is not None:
             file, self._file = self._file, None
-            await file.close()
+            # A cancelled hop that has not reached its thread never runs: the close must.
+            _, cancelled = await _to_completion(file.close())
+            if cancelled:
+                raise asyncio.CancelledError
 
 
 class StreamSink:
@@ -171,16 +179,26 @@ async def exists(path: Path) -> bool:
 
 
 async def _open_shielded(part: Path, append_at: int | None) -> AsyncBufferedIOBase:
-    # The open goes on in its thread even if this task is cancelled meanwhile; whenever it
-    # completes then, the file is closed at once, so that none is left open.
-    opening = asyncio.ensure_future(asyncio.to_thread(_open_part, part, append_at))
-    try:
-        raw = await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        opening.add_done_callback(_close_opened)
-        raise
+    # An open under way in its thread finishes even if this task is cancelled meanwhile; then
+    # the file is closed at once, so that none is ever left open.
+    raw, cancelled = await _to_completion(asyncio.to_thread(_open_part, part, append_at))
+    if cancelled:
+        raw.close()
+        raise asyncio.CancelledError
     wrapped: AsyncBufferedIOBase = aiofiles.threadpool.wrap(raw)
     return wrapped
+
+
+async def _to_completion(work: Awaitable[T]) -> tuple[T, bool]:
+    """Run `work` to its end through any number of cancellations; say if one came."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    return task.result(), cancelled
 
 
 def _open_part(part: Path, append_at: int | None) -> BinaryIO:
@@ -188,11 +206,6 @@ def _open_part(part: Path, append_at: int | None) -> BinaryIO:
         return _open_fresh(path) if append_at is None else _open_at(path, append_at)
 
     return open(part, "ab", opener=opener)
-
-
-def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
-    if not opening.cancelled() and opening.exception() is None:
-        opening.result().close()
 
 
 def _open_fresh(path: str) -> int:
