@@ -13,16 +13,17 @@ from typing import Annotated, Any
 import typer
 
 from ._version import __version__
-from .console import ConsoleReporter
+from .console import ConsoleReporter, ProgressMode
 from .downloader import Downloader
 from .errors import AiowgetError, ExitStatus, UsageError
 from .inputfile import STDIN, InputFile
-from .models import Checksum, IfExists, Job, Naming, Options
+from .models import DEFAULT_USER_AGENT, Checksum, IfExists, Job, Naming, Options
+from .policy import parse_header, parse_rate
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -103,6 +104,40 @@ def command(
     max_redirect: Annotated[
         int, typer.Option("--max-redirect", min=0, metavar="N", help="Redirects followed.")
     ] = 20,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("-H", "--header", metavar="'NAME: VALUE'", help="Add a request header."),
+    ] = None,
+    user_agent: Annotated[
+        str, typer.Option("-U", "--user-agent", metavar="AGENT", help="User-Agent header.")
+    ] = DEFAULT_USER_AGENT,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="USER", help="Basic auth user name.")
+    ] = None,
+    password: Annotated[
+        str | None, typer.Option("--password", metavar="PASSWORD", help="Basic auth password.")
+    ] = None,
+    proxy: Annotated[
+        str | None,
+        typer.Option("--proxy", metavar="URL", help="HTTP proxy [default: the *_proxy variables]."),
+    ] = None,
+    no_check_certificate: Annotated[
+        bool, typer.Option("--no-check-certificate", help="Do not verify TLS certificates.")
+    ] = False,
+    ca_certificate: Annotated[
+        Path | None,
+        typer.Option("--ca-certificate", metavar="FILE", help="Also trust the CAs in FILE (PEM)."),
+    ] = None,
+    limit_rate: Annotated[
+        str | None,
+        typer.Option("--limit-rate", metavar="RATE", help="Total bandwidth cap, e.g. 500k, 2M."),
+    ] = None,
+    progress: Annotated[
+        ProgressMode, typer.Option(help="Bars on a terminal, plain lines elsewhere.")
+    ] = ProgressMode.AUTO,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per URL on stdout, then a summary.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors.")] = False,
     version: Annotated[
         bool,
@@ -126,16 +161,35 @@ def command(
             retry_wait=retry_wait,
             continue_partial=not no_continue,
             max_redirects=max_redirect,
+            headers=dict(parse_header(h) for h in header or ()),
+            user_agent=user_agent,
+            auth=None if user is None else (user, password or ""),
+            proxy=proxy,
+            verify_tls=not no_check_certificate,
+            ca_certificate=ca_certificate,
+            limit_rate=None if limit_rate is None else parse_rate(limit_rate),
+            compute_sha256=json_output,
         )
         _check_sources(urls, input_file, output, checksum)
         digest = Checksum.parse(checksum) if checksum is not None else None
     except UsageError as error:
         _fail(error)
-    reporter = ConsoleReporter(quiet=quiet)
+    reporter = ConsoleReporter(
+        mode=_mode(progress),
+        quiet=quiet,
+        json_stream=sys.stdout if json_output else None,
+        total=None if input_file is not None else len(urls),
+    )
     given = [Job(url=url, checksum=digest) for url in urls]
     run = _run(given, input_file, output, options, reporter)
     status = asyncio.run(_interruptible(run, reporter))
     raise typer.Exit(int(status))
+
+
+def _mode(progress: ProgressMode) -> ProgressMode:
+    if progress is ProgressMode.AUTO:
+        return ProgressMode.BAR if sys.stderr.isatty() else ProgressMode.PLAIN
+    return progress
 
 
 def _check_sources(
@@ -196,6 +250,7 @@ async def _run(
     options: Options,
     reporter: ConsoleReporter,
 ) -> ExitStatus:
+    reporter.start()
     try:
         source = await InputFile.open(input_file) if input_file is not None else None
         async with Downloader(options, on_event=reporter) as downloader:
@@ -209,6 +264,7 @@ async def _run(
                 async for _ in downloader.iter_download(_jobs(given, source)):
                     pass
     except AiowgetError as error:
+        reporter.stop()
         await reporter.write(f"aiowget: {error}")
         return error.exit_status
     await reporter.summarize()

@@ -12,6 +12,9 @@ import asyncio
 import dataclasses
 import inspect
 import os
+import ssl
+import time
+import urllib.request
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -24,12 +27,14 @@ from contextlib import aclosing, asynccontextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from .errors import UsageError
 from .models import Event, Job, Options, Result, Results
 from .naming import NameRegistry
+from .policy import TokenBucket
 from .storage import ensure_directory
 from .transfer import Context, transfer
 
@@ -86,14 +91,19 @@ class Downloader:
         self._tasks: set[asyncio.Future[Any]] = set()
 
     async def __aenter__(self) -> Downloader:
+        options = self.options
+        tls = await _tls(options)
         session = self._given_session or _new_session()
         self._context = Context(
             session=session,
-            options=self.options,
+            options=options,
             names=NameRegistry(),
             host_slot=self._hosts.slot,
             directory_ready=self._directory_ready,
             emit=self._emit,
+            throttle=_RateLimit(options.limit_rate) if options.limit_rate else None,
+            ssl=tls,
+            proxy_for=_proxy_chooser(options.proxy),
         )
         return self
 
@@ -299,6 +309,48 @@ class _HostLimiter:
             host.users -= 1
             if not host.users:
                 del self._hosts[key]  # forget idle hosts: memory stays flat over long lists
+
+
+class _RateLimit:
+    """The one token bucket every transfer of a run draws on (`--limit-rate`)."""
+
+    def __init__(self, rate: float) -> None:
+        # A burst of a tenth of a second keeps the pace smooth without starving small reads.
+        self._bucket = TokenBucket(rate, burst=max(rate / 10, 16 * 1024))
+
+    async def __call__(self, amount: int) -> None:
+        delay = self._bucket.take(amount, time.monotonic())
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def _tls(options: Options) -> ssl.SSLContext | bool:
+    """Verification on by default; a CA file adds to what is trusted; or off when asked."""
+    if not options.verify_tls:
+        return False
+    if options.ca_certificate is None:
+        return True
+    try:
+        return await asyncio.to_thread(ssl.create_default_context, cafile=options.ca_certificate)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot use CA certificate {options.ca_certificate}: {exc}") from None
+
+
+def _proxy_chooser(explicit: str | None) -> Callable[[str], str | None]:
+    """The proxy for a URL: the one given, else the `*_proxy` variables (and `no_proxy`),
+    the only environment aiowget reads."""
+    if explicit:
+        return lambda url: explicit
+    proxies = urllib.request.getproxies_environment()
+
+    def choose(url: str) -> str | None:
+        parts = urlsplit(url)
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if not proxies or bypass(parts.hostname or "", proxies):
+            return None
+        return proxies.get(parts.scheme.lower())
+
+    return choose
 
 
 def _new_session() -> aiohttp.ClientSession:

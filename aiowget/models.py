@@ -22,6 +22,7 @@ __all__ = [
     "Options",
     "Outcome",
     "PartState",
+    "Progress",
     "Result",
     "Results",
     "Retrying",
@@ -69,6 +70,12 @@ class Options:
     max_redirects: int = 20
     headers: Mapping[str, str] = field(default_factory=dict)
     user_agent: str = DEFAULT_USER_AGENT
+    auth: tuple[str, str] | None = None
+    proxy: str | None = None
+    verify_tls: bool = True
+    ca_certificate: Path | None = None
+    limit_rate: float | None = None
+    compute_sha256: bool = False
     raise_errors: bool = False
 
     def __post_init__(self) -> None:
@@ -85,6 +92,10 @@ class Options:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value}")
+        if self.limit_rate is not None and not self.limit_rate > 0:
+            raise UsageError(
+                f"limit_rate must be a positive number of bytes/s, got {self.limit_rate}"
+            )
         for name in ("retry_wait", "retry_wait_max", "retry_after_max"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"{name} must be a number of seconds, got {getattr(self, name)}")
@@ -164,6 +175,7 @@ class Result:
     elapsed: float = 0.0
     note: str = ""
     attempts: int = 0
+    sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -240,6 +252,15 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """`received` bytes of `url` so far (sent a few times a second while a body streams)."""
+
+    url: str
+    received: int
+    total: int | None
+
+
+@dataclass(frozen=True)
 class Retrying:
     """Attempt `attempt` (counting from 1) failed with `error`; the next comes after `delay`."""
 
@@ -255,4 +276,4 @@ class Finished:
     result: Result
 
 
-Event = Started | Retrying | Finished
+Event = Started | Progress | Retrying | Finished

@@ -18,6 +18,7 @@ from .errors import (
     InvalidURLError,
     NetworkError,
     ProtocolError,
+    UsageError,
 )
 from .models import PartState
 from .text import printable, redact_url
@@ -25,6 +26,7 @@ from .text import printable, redact_url
 __all__ = [
     "Action",
     "ContentRange",
+    "TokenBucket",
     "backoff",
     "can_resume",
     "check_complete",
@@ -35,6 +37,8 @@ __all__ = [
     "judge",
     "origin",
     "parse_content_range",
+    "parse_header",
+    "parse_rate",
     "parse_retry_after",
     "resume_headers",
     "retry_delay",
@@ -239,3 +243,50 @@ def _same_file(headers: Mapping[str, str], offset: int, state: PartState) -> boo
         return False
     validator = validator_of(headers)
     return not (state.validator and validator and validator != state.validator)
+
+
+# Request options and the rate limit ------------------------------------------------------
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kKmMgG]?)\Z")
+_RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """`Name: value` (curl's and wget's `-H`) as a pair; `UsageError` when malformed."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _TOKEN.match(name):
+        raise UsageError(f"header {printable(text)!r} is not 'Name: value'")
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"header {name!r} has a line break or NUL in its value")
+    return name, value
+
+
+def parse_rate(text: str) -> float:
+    """`500k`, `2M`, `1.5m` or plain bytes, per second (k = 1024, as wget and curl)."""
+    match = _RATE.match(text.strip())
+    if match is None or float(match.group(1)) <= 0:
+        raise UsageError(f"rate {printable(text)!r} is not a positive amount like 500k or 2M")
+    return float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
+
+
+@dataclass
+class TokenBucket:
+    """One budget of bytes per second shared by every transfer, with a short burst.
+
+    `take` charges the bytes just received and says how long to pause: the balance may go
+    negative, and whoever takes next waits for the debt too, so the total rate holds however
+    many transfers draw on it. The clock is passed in: the arithmetic stays pure."""
+
+    rate: float
+    burst: float
+    tokens: float = 0.0
+    stamp: float | None = None
+
+    def take(self, amount: int, now: float) -> float:
+        if self.stamp is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= amount
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate

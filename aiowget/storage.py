@@ -44,7 +44,7 @@ _NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update_now(self, data: bytes, /) -> None: ...
 
 
 class Sink(Protocol):
@@ -255,7 +255,7 @@ def _hash_range(part: Path, hasher: Hasher, start: int, end: int) -> None:
         file.seek(start)
         left = end - start
         while left > 0 and (block := file.read(min(_READ_SIZE, left))):
-            hasher.update(block)
+            hasher.update_now(block)
             left -= len(block)
 
 

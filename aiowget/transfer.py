@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import itertools
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -34,6 +36,7 @@ from .models import (
     Options,
     Outcome,
     PartState,
+    Progress,
     Result,
     Retrying,
     Started,
@@ -61,6 +64,7 @@ __all__ = ["Context", "transfer"]
 WRITE_SIZE = 1 << 20
 # Below this, hashing in the event loop is cheaper than a hop to a thread.
 _HASH_INLINE = 1 << 16
+PROGRESS_INTERVAL = 0.2
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ class Context:
     host_slot: Callable[[str], AbstractAsyncContextManager[None]]
     directory_ready: Callable[[], Awaitable[None]]
     emit: Callable[[Event], Awaitable[None]]
+    throttle: Callable[[int], Awaitable[None]] | None = None
+    ssl: ssl.SSLContext | bool = True
+    proxy_for: Callable[[str], str | None] = lambda url: None
 
 
 async def transfer(job: Job, ctx: Context, stream: IO[bytes] | None = None) -> Result:
@@ -100,7 +107,9 @@ class _Transfer:
         self.note = ""
         self.attempts = 0
         self.announced = False
-        self.digest = _Digest(job.checksum) if job.checksum else None
+        wanted = job.checksum is not None or self.options.compute_sha256
+        self.digest = _Digest(job.checksum, self.options.compute_sha256) if wanted else None
+        self.progress_at = 0.0
 
     def result(self, outcome: Outcome, started: float, error: AiowgetError | None = None) -> Result:
         return Result(
@@ -113,6 +122,9 @@ class _Transfer:
             elapsed=time.monotonic() - started,
             note=self.note,
             attempts=self.attempts,
+            sha256=self.digest.hexdigest("sha256")
+            if self.digest and outcome is Outcome.SAVED
+            else None,
         )
 
     async def run(self, stream: IO[bytes] | None) -> Outcome:
@@ -266,6 +278,7 @@ class _Transfer:
         try:
             async for chunk in body.iter_any():
                 buffer += chunk
+                await self._pace(sink.offset + len(buffer), total, len(chunk))
                 if len(buffer) >= WRITE_SIZE:
                     await self._flush(sink, buffer)
                     buffer = bytearray()
@@ -277,6 +290,15 @@ class _Transfer:
                 raise ContentTooShortError(sink.offset, total) from None
             raise
         await self._flush(sink, buffer)
+
+    async def _pace(self, received: int, total: int | None, arrived: int) -> None:
+        """Report progress a few times a second, and hold to the rate limit."""
+        now = time.monotonic()
+        if now - self.progress_at >= PROGRESS_INTERVAL:
+            self.progress_at = now
+            await self.ctx.emit(Progress(self.job.url, received, total))
+        if self.ctx.throttle is not None:
+            await self.ctx.throttle(arrived)
 
     async def _flush(self, sink: Sink, data: bytearray) -> None:
         if not data:
@@ -294,6 +316,12 @@ class _Transfer:
             await self.digest.catch_up(sink, from_zero=False)
             self.digest.verify()
 
+    def _auth(self, url: str) -> aiohttp.BasicAuth | None:
+        # Credentials in the URL win (aiohttp sends them itself and refuses both at once).
+        if self.options.auth is None or urlsplit(url).username is not None:
+            return None
+        return aiohttp.BasicAuth(*self.options.auth)
+
     def _get(
         self, url: str, extra: dict[str, str]
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
@@ -304,6 +332,9 @@ class _Transfer:
         return self.ctx.session.get(
             url,
             headers=headers,
+            auth=self._auth(url),
+            proxy=self.ctx.proxy_for(url),
+            ssl=self.ctx.ssl,
             allow_redirects=options.max_redirects > 0,
             # aiohttp gives up when the count of redirects *reaches* its limit.
             max_redirects=options.max_redirects + 1,
@@ -324,33 +355,48 @@ def _total(response: aiohttp.ClientResponse) -> int | None:
 
 
 class _Digest:
-    """A checksum computed while streaming, carried across retries and resumes."""
+    """Hashes computed while streaming (a checksum to verify, sha256 for the report), carried
+    across retries and resumes."""
 
-    def __init__(self, checksum: Checksum) -> None:
+    def __init__(self, checksum: Checksum | None, sha256: bool) -> None:
         self.checksum = checksum
-        self.hasher = hashlib.new(checksum.algorithm)
+        self.algorithms = {checksum.algorithm} if checksum else set()
+        if sha256:
+            self.algorithms.add("sha256")
+        self._reset()
+
+    def _reset(self) -> None:
+        self.hashers = {name: hashlib.new(name) for name in sorted(self.algorithms)}
         self.covered = 0
 
+    def update_now(self, data: bytes | bytearray) -> None:
+        for hasher in self.hashers.values():
+            hasher.update(data)
+
     async def catch_up(self, sink: Sink, from_zero: bool) -> None:
-        """Make the hash cover exactly what `sink` holds (reading a resumed .part once)."""
+        """Make the hashes cover exactly what `sink` holds (reading a resumed .part once)."""
         if from_zero or self.covered > sink.offset:
-            self.hasher, self.covered = hashlib.new(self.checksum.algorithm), 0
+            self._reset()
         if self.covered < sink.offset:
-            await sink.hash_into(self.hasher, self.covered)
+            await sink.hash_into(self, self.covered)
             self.covered = sink.offset
 
     async def update(self, data: bytearray) -> None:
         # hashlib releases the GIL on large buffers: hash in a thread, beside the write.
         if len(data) < _HASH_INLINE:
-            self.hasher.update(data)
+            self.update_now(data)
         else:
-            await asyncio.to_thread(self.hasher.update, data)
+            await asyncio.to_thread(self.update_now, data)
         self.covered += len(data)
 
+    def hexdigest(self, algorithm: str) -> str | None:
+        hasher = self.hashers.get(algorithm)
+        return hasher.hexdigest() if hasher is not None else None
+
     def verify(self) -> None:
-        actual = self.hasher.hexdigest()
-        if actual != self.checksum.hexdigest:
+        if self.checksum is None:
+            return
+        expected, actual = self.checksum.hexdigest, self.hexdigest(self.checksum.algorithm)
+        if actual != expected:
             algorithm = self.checksum.algorithm
-            raise ChecksumError(
-                f"{algorithm} mismatch: expected {self.checksum.hexdigest}, got {actual}"
-            )
+            raise ChecksumError(f"{algorithm} mismatch: expected {expected}, got {actual}")

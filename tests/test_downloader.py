@@ -530,8 +530,11 @@ async def test_events_reach_an_async_or_plain_handler(files_server: Server, tmp_
     await aiowget.download([url], tmp_path / "a", on_event=on_event)
     await aiowget.download([url], tmp_path / "b", on_event=events.append)
 
-    kinds = [type(e).__name__ for e in events]
+    kinds = [type(e).__name__ for e in events if not isinstance(e, aiowget.Progress)]
     assert kinds == ["Started", "Finished"] * 2
+    progress = [e for e in events if isinstance(e, aiowget.Progress)]
+    assert progress
+    assert progress[0].total == len(FILES["/files/f1.bin"])
     first = events[0]
     assert isinstance(first, Started)
     assert first.total == len(FILES["/files/f1.bin"])
