@@ -92,6 +92,8 @@ class Options:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value}")
+        if self.auth is not None and ":" in self.auth[0]:
+            raise UsageError("a user name for Basic auth cannot contain ':'")
         if self.limit_rate is not None and not self.limit_rate > 0:
             raise UsageError(
                 f"limit_rate must be a positive number of bytes/s, got {self.limit_rate}"

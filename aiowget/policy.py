@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import re
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "ContentRange",
     "TokenBucket",
     "backoff",
+    "basic_authorization",
     "can_resume",
     "check_complete",
     "check_status",
@@ -261,6 +263,13 @@ def parse_header(text: str) -> tuple[str, str]:
     if any(c in value for c in "\r\n\0"):
         raise UsageError(f"header {name!r} has a line break or NUL in its value")
     return name, value
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """The Authorization value for HTTP Basic auth (RFC 7617, UTF-8)."""
+    if ":" in user:
+        raise UsageError("a user name for Basic auth cannot contain ':'")
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def parse_rate(text: str) -> float:

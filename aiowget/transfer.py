@@ -43,6 +43,7 @@ from .models import (
 )
 from .policy import (
     Action,
+    basic_authorization,
     can_resume,
     check_complete,
     check_url,
@@ -65,6 +66,7 @@ WRITE_SIZE = 1 << 20
 # Below this, hashing in the event loop is cheaper than a hop to a thread.
 _HASH_INLINE = 1 << 16
 PROGRESS_INTERVAL = 0.2
+_LIMITED_READ = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -275,8 +277,10 @@ class _Transfer:
 
     async def _copy(self, body: aiohttp.StreamReader, sink: Sink, total: int | None) -> None:
         buffer = bytearray()
+        # Under a rate limit, small reads keep what is consumed close to what was paid for.
+        chunks = body.iter_chunked(_LIMITED_READ) if self.ctx.throttle else body.iter_any()
         try:
-            async for chunk in body.iter_any():
+            async for chunk in chunks:
                 buffer += chunk
                 await self._pace(sink.offset + len(buffer), total, len(chunk))
                 if len(buffer) >= WRITE_SIZE:
@@ -316,23 +320,23 @@ class _Transfer:
             await self.digest.catch_up(sink, from_zero=False)
             self.digest.verify()
 
-    def _auth(self, url: str) -> aiohttp.BasicAuth | None:
-        # Credentials in the URL win (aiohttp sends them itself and refuses both at once).
-        if self.options.auth is None or urlsplit(url).username is not None:
-            return None
-        return aiohttp.BasicAuth(*self.options.auth)
+    def _headers(self, url: str, extra: dict[str, str]) -> dict[str, str]:
+        options = self.options
+        headers = {"User-Agent": options.user_agent, **options.headers, **extra}
+        # Credentials in the URL win: aiohttp sends them itself, and refuses both at once.
+        if options.auth is not None and urlsplit(url).username is None:
+            headers["Authorization"] = basic_authorization(*options.auth)
+        # Bodies are stored exactly as served: no transparent decompression (NOTES-aiohttp.md).
+        headers["Accept-Encoding"] = "identity"
+        return headers
 
     def _get(
         self, url: str, extra: dict[str, str]
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         options = self.options
-        headers = {"User-Agent": options.user_agent, **options.headers, **extra}
-        # Bodies are stored exactly as served: no transparent decompression (NOTES-aiohttp.md).
-        headers["Accept-Encoding"] = "identity"
         return self.ctx.session.get(
             url,
-            headers=headers,
-            auth=self._auth(url),
+            headers=self._headers(url, extra),
             proxy=self.ctx.proxy_for(url),
             ssl=self.ctx.ssl,
             allow_redirects=options.max_redirects > 0,

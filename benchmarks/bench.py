@@ -1,0 +1,366 @@
+"""Benchmark aiowget against curl, aria2c and parfive on a local nginx (see benchmarks/README.md).
+
+Run from the repository root: `.venv/bin/python benchmarks/bench.py [--quick] [--disk]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+AIOWGET = str(Path(sys.executable).with_name("aiowget"))
+MIB = 1 << 20
+INSTALL = "sudo apt-get install -y nginx curl aria2"
+RUN_TIMEOUT = 1200.0  # seconds; a run that takes longer is killed and reported FAILED
+ARIA = ["aria2c", "-q", "--file-allocation=none", "--allow-overwrite=true"]
+ARIA += ["--auto-file-renaming=false"]
+CURL = ["curl", "-s", "--fail"]
+PARFIVE = """import sys, parfive
+urls, dest, conn = open(sys.argv[1]).read().split(), sys.argv[2], int(sys.argv[3])
+dl = parfive.Downloader(max_conn=conn, max_splits=1, progress=False)
+for url in urls:
+    dl.enqueue_file(url, path=dest)
+sys.exit(1 if dl.download().errors else 0)
+"""
+NGINX = """daemon off; master_process on; worker_processes 1;
+pid {d}/nginx.pid; error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path {d}/t1; proxy_temp_path {d}/t2; fastcgi_temp_path {d}/t3;
+  uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5;
+  server {{
+    listen 127.0.0.1:{port}; root {www};
+    location /slow/ {{ alias {www}/; limit_rate 25m; }}
+    location /tiny/ {{ try_files /one.bin =404; }}
+  }}
+}}
+"""
+
+
+@dataclass
+class Case:
+    tool: str
+    argv: list[str]  # "{d}" stands for the fresh destination folder; [] = not implemented
+    walls: list[float] = field(default_factory=list)
+    rss_kib: list[int] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    count: int  # files expected in the destination
+    nbytes: int  # their total size
+    sha256: str  # of the single file, or "" for many files
+    cases: list[Case]
+    rounds: int = 3
+    base: Path = Path("/dev/shm")  # where destination folders are made
+
+
+def check_tools() -> None:
+    missing = [t for t in ("nginx", "curl", "aria2c") if shutil.which(t) is None]
+    if missing:
+        print(f"missing: {', '.join(missing)}; install with:\n  {INSTALL}", file=sys.stderr)
+        sys.exit(2)
+    probe = [sys.executable, "-c", "import parfive"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "parfive"], check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_nginx(root: Path) -> tuple[subprocess.Popen[bytes], int]:
+    d, port = root / "nginx", free_port()
+    d.mkdir()
+    (d / "nginx.conf").write_text(NGINX.format(d=d, port=port, www=root / "www"))
+    argv = ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(100):
+        if proc.poll() is not None:
+            sys.exit(f"nginx exited: {(d / 'error.log').read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    stop_nginx(proc)
+    sys.exit("nginx did not start")
+
+
+def stop_nginx(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()  # SIGTERM to the master we own: it stops its workers too
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def make_data(www: Path, big: int, small: int) -> str:
+    """The files nginx serves; returns the sha256 of big.bin."""
+    (www / "s").mkdir(mode=0o755, parents=True)
+    digest = hashlib.sha256()
+    with (www / "big.bin").open("wb") as f:
+        for _ in range(big // (16 * MIB)):
+            block = os.urandom(16 * MIB)
+            digest.update(block)
+            f.write(block)
+    blob = os.urandom(16384 * small)
+    for i in range(small):
+        (www / "s" / f"{i:05}.bin").write_bytes(blob[i * 16384 : (i + 1) * 16384])
+    (www / "one.bin").write_bytes(os.urandom(1024))
+    return digest.hexdigest()
+
+
+def write_lists(root: Path, url: str, small: int, tiny: int) -> None:
+    names = [f"{i:05}.bin" for i in range(small)]
+    (root / "big.txt").write_text(f"{url}/big.bin\n")
+    (root / "small.txt").write_text("".join(f"{url}/s/{n}\n" for n in names))
+    cfg = "".join(f'url = "{url}/s/{n}"\noutput = "{n}"\n' for n in names)
+    (root / "curl.cfg").write_text(cfg)
+    (root / "tiny.txt").write_text("".join(f"{url}/tiny/{i}\n" for i in range(tiny)))
+
+
+def scenarios(root: Path, url: str, sha: str, n: dict[str, int]) -> list[Scenario]:
+    big, small, tiny, slow, r = n["big"], n["small"], n["tiny"], f"{url}/slow/big.bin", n["rounds"]
+    split = "--split" in subprocess.run([AIOWGET, "--help"], capture_output=True, text=True).stdout
+    pf = [sys.executable, "-c", PARFIVE]
+    lst, tlst = str(root / "small.txt"), str(root / "tiny.txt")
+    return [
+        Scenario("a", f"a. one {big // MIB} MiB file", 1, big, sha, big_cases(root, url), r),
+        Scenario("b", f"b. {small:,} x 16 KiB, 64 at once", small, small * 16384, "", [
+            Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", lst, "-P", "{d}"]),
+            Case("curl --parallel", [*CURL, "--parallel", "--parallel-max", "64",
+                                     "--output-dir", "{d}", "-K", str(root / "curl.cfg")]),
+            Case("aria2c -j 64", [*ARIA, "-j", "64", "-i", lst, "-d", "{d}"]),
+            Case("parfive", [*pf, lst, "{d}", "64"]),
+        ], r),  # fmt: skip
+        Scenario("c", f"c. one {big // MIB} MiB file at 25 MB/s per connection", 1, big, sha, [
+            Case("aria2c -x8", [*ARIA, "-x8", "-s8", "-k1M", "-d", "{d}", "-o", "b", slow]),
+            Case("curl (1 conn)", [*CURL, "-o", "{d}/b", slow]),
+            Case("aiowget (1 conn)", [AIOWGET, "-q", "-O", "{d}/b", slow]),
+            Case("aiowget -s 8", [AIOWGET, "-q", "-s", "8", "-O", "{d}/b", slow] if split else []),
+        ], r),  # fmt: skip
+        Scenario("d", f"d. {tiny:,} URLs x 1 KiB, -j 64", tiny, tiny * 1024, "", [
+            Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", tlst, "-P", "{d}"]),
+        ], r),  # fmt: skip
+    ]
+
+
+def big_cases(root: Path, url: str) -> list[Case]:
+    src, pf = f"{url}/big.bin", [sys.executable, "-c", PARFIVE, str(root / "big.txt")]
+    return [
+        Case("aiowget -O", [AIOWGET, "-q", "-O", "{d}/big.bin", src]),
+        Case("aiowget -P", [AIOWGET, "-q", "-P", "{d}", src]),
+        Case("curl", [*CURL, "-o", "{d}/big.bin", src]),
+        Case("aria2c", [*ARIA, "-x1", "-s1", "-d", "{d}", "-o", "big.bin", src]),
+        Case("parfive", [*pf, "{d}", "1"]),
+    ]
+
+
+def run_timed(argv: list[str], log: Path) -> tuple[int, float, int]:
+    """Exit code, wall seconds, ru_maxrss (KiB) of the child and its reaped descendants."""
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        timer = threading.Timer(RUN_TIMEOUT, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, wall, usage.ru_maxrss
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(4 * MIB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(dest: Path, sc: Scenario, deep: bool) -> str:
+    files = [p for p in dest.rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    if len(files) != sc.count or total != sc.nbytes:
+        return f"{len(files)} files, {total} bytes; expected {sc.count}, {sc.nbytes}"
+    if deep and sc.sha256 and sha256(files[0]) != sc.sha256:
+        return "sha256 differs from the source"
+    return ""
+
+
+def run_case(sc: Scenario, case: Case, rnd: int) -> None:
+    if not case.argv or case.error:
+        return
+    dest = sc.base / f"{sc.key}-{rnd}"
+    dest.mkdir()
+    log = dest.with_suffix(".log")
+    try:
+        code, wall, rss = run_timed([a.replace("{d}", str(dest)) for a in case.argv], log)
+        tail = " ".join(log.read_text(errors="replace").split())[-300:]
+        case.error = f"exit {code}: {tail}" if code else verify(dest, sc, not case.walls)
+        if not case.error:
+            case.walls.append(wall)
+            case.rss_kib.append(rss)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+        log.unlink(missing_ok=True)
+    shown = f"FAILED {case.error}" if case.error else f"{wall:.2f} s, {rss // 1024} MiB"
+    print(f"  [{sc.key} round {rnd + 1}] {case.tool}: {shown}", file=sys.stderr, flush=True)
+
+
+TARGETS = [  # name, scenario, numerator tool, denominator tool ("" = peak RSS), op, goal
+    ("big: aiowget -O / curl wall", "a", "aiowget -O", "curl", "<=", 1.25),
+    ("small: aiowget / aria2c wall", "b", "aiowget -j 64", "aria2c -j 64", "<=", 1.5),
+    ("small: parfive / aiowget wall", "b", "parfive", "aiowget -j 64", ">=", 3.0),
+    ("split: aiowget -s 8 / aria2c -x8 wall", "c", "aiowget -s 8", "aria2c -x8", "<=", 1.2),
+    ("split: curl 1 conn / aiowget -s 8 wall", "c", "curl (1 conn)", "aiowget -s 8", ">=", 5.0),
+    ("100k URLs: aiowget peak RSS MiB", "d", "aiowget -j 64", "", "<=", 150.0),
+]
+
+
+def find(scs: list[Scenario], key: str, tool: str) -> Case | None:
+    found = [c for s in scs if s.key == key for c in s.cases if c.tool == tool]
+    return found[0] if found and found[0].walls and not found[0].error else None
+
+
+def targets(scs: list[Scenario]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for name, key, num, den, op, goal in TARGETS:
+        a, b = find(scs, key, num), find(scs, key, den)
+        value: float | None = None
+        if a and not den:
+            value = statistics.median(a.rss_kib) / 1024
+        elif a and b:
+            value = statistics.median(a.walls) / statistics.median(b.walls)
+        met = None if value is None else (value <= goal if op == "<=" else value >= goal)
+        out.append({"target": name, "value": value, "goal": f"{op} {goal:g}", "met": met})
+    return out
+
+
+def status(case: Case) -> str:
+    if not case.argv:
+        return "not implemented"
+    return f"FAILED: {case.error[:80]}" if case.error else "ok"
+
+
+def row(sc: Scenario, c: Case) -> list[str]:
+    if not c.walls or c.error:
+        return [sc.title, c.tool, "-", "-", "-", str(len(c.walls)), status(c)]
+    wall, rss = statistics.median(c.walls), statistics.median(c.rss_kib) / 1024
+    rate = f"{sc.nbytes / 1e6 / wall:,.0f} MB/s" if sc.sha256 else f"{sc.count / wall:,.0f} files/s"
+    return [sc.title, c.tool, f"{wall:.2f}", rate, f"{rss:.0f}", str(len(c.walls)), "ok"]
+
+
+def table(scs: list[Scenario], tgts: list[dict[str, object]]) -> str:
+    lines = ["| scenario | tool | wall s (median) | throughput | peak RSS MiB | runs | status |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    lines += ["| " + " | ".join(row(sc, c)) + " |" for sc in scs for c in sc.cases]
+    lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
+    for t in tgts:
+        v = t["value"]
+        shown = f"{v:.2f}" if isinstance(v, float) else "n/a (not measured)"
+        met = {True: "yes", False: "**no**", None: "**no** (n/a)"}[t["met"] is not None and bool(t["met"])] if False else ""
+        lines.append(f"| {t['target']} | {shown} | {t['goal']} | {met} |")
+    return "\n".join(lines)
+
+
+def version(argv: list[str]) -> str:
+    out = subprocess.run(argv, capture_output=True, text=True)
+    return ((out.stdout + out.stderr).strip().splitlines() or ["?"])[0]
+
+
+def meta(quick: bool) -> dict[str, object]:
+    pf = [sys.executable, "-c", "import parfive; print(parfive.__version__)"]
+    tools = {"nginx": ["nginx", "-v"], "curl": ["curl", "--version"], "parfive": pf}
+    tools |= {"aria2c": ["aria2c", "--version"], "aiowget": [AIOWGET, "--version"]}
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "uname": " ".join(platform.uname()),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "versions": {name: version(argv) for name, argv in tools.items()},
+    }
+
+
+def save(info: dict[str, object], scs: list[Scenario], tgts: list[dict[str, object]]) -> None:
+    tools = [[{**asdict(c), "status": status(c)} for c in s.cases] for s in scs]
+    rows = [{**asdict(s), "base": str(s.base), "cases": t} for s, t in zip(scs, tools)]
+    path = HERE / "results" / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({**info, "scenarios": rows, "targets": tgts}, indent=1) + "\n")
+    print(f"\nwrote {path}", file=sys.stderr)
+
+
+def run_all(root: Path, n: dict[str, int], disk: bool) -> list[Scenario]:
+    sha = make_data(root / "www", n["big"], n["small"])
+    nginx, port = start_nginx(root)
+    tmp = Path(tempfile.mkdtemp(prefix="aiowget-bench-", dir="/tmp"))
+    scs: list[Scenario] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        write_lists(root, url, n["small"], n["tiny"])
+        scs = scenarios(root, url, sha, n)
+        if disk:
+            title = f"a. one {n['big'] // MIB} MiB file, to disk (/tmp)"
+            scs.insert(1, Scenario("a-disk", title, 1, n["big"], sha, big_cases(root, url), 1, tmp))
+        for sc in scs:
+            print(sc.title, file=sys.stderr, flush=True)
+            sc.base = root / "out" if sc.key != "a-disk" else sc.base
+            sc.base.mkdir(exist_ok=True)
+            for rnd in range(sc.rounds):
+                for case in sc.cases:  # interleaved: A, B, C, then A, B, C again
+                    run_case(sc, case, rnd)
+    finally:
+        stop_nginx(nginx)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return scs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="sizes / 8, one round")
+    parser.add_argument("--disk", action="store_true", help="also scenario a to /tmp, once")
+    args = parser.parse_args()
+    check_tools()
+    q = 8 if args.quick else 1
+    n = {"big": 512 * MIB // q, "small": 10_000 // q, "tiny": 100_000 // q}
+    n["rounds"] = 1 if args.quick else 3
+    info = meta(args.quick)
+    root = Path(tempfile.mkdtemp(prefix="aiowget-bench-", dir="/dev/shm"))
+    root.chmod(0o755)  # nginx workers may run as another user (nobody)
+    try:
+        scs = run_all(root, n, args.disk)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    tgts = targets(scs)
+    print(table(scs, tgts))
+    save(info, scs, tgts)
+
+
+if __name__ == "__main__":
+    main()
