@@ -24,6 +24,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     add_completion=True,
+    rich_markup_mode=None,  # help texts are plain: "[default: ...]" is not markup
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

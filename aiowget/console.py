@@ -72,6 +72,11 @@ class ConsoleReporter:
         if self._bars is not None:
             self._bars.stop()
 
+    def refresh(self) -> None:
+        """Draw the bars now rather than at the next tick of rich's timer."""
+        if self._bars is not None:
+            self._bars.refresh()
+
     async def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
             if self._bars is not None:
@@ -168,6 +173,9 @@ class _LiveBars:
 
     def stop(self) -> None:
         self._bars.stop()
+
+    def refresh(self) -> None:
+        self._bars.refresh()
 
     def print(self, line: str) -> None:
         self._bars.console.print(Text(line), soft_wrap=True)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,7 +73,7 @@ class Scenario:
     sha256: str  # of the single file, or "" for many files
     cases: list[Case]
     rounds: int = 3
-    base: Path = Path("/dev/shm")  # where destination folders are made
+    to_disk: bool = False  # destination folders under /tmp instead of /dev/shm
 
 
 def check_tools() -> None:
@@ -144,29 +145,44 @@ def write_lists(root: Path, url: str, small: int, tiny: int) -> None:
 
 
 def scenarios(root: Path, url: str, sha: str, n: dict[str, int]) -> list[Scenario]:
-    big, small, tiny, slow, r = n["big"], n["small"], n["tiny"], f"{url}/slow/big.bin", n["rounds"]
-    split = "--split" in subprocess.run([AIOWGET, "--help"], capture_output=True, text=True).stdout
-    pf = [sys.executable, "-c", PARFIVE]
-    lst, tlst = str(root / "small.txt"), str(root / "tiny.txt")
+    big, small, tiny, r = n["big"], n["small"], n["tiny"], n["rounds"]
+    t_b, t_c = f"b. {small:,} x 16 KiB, 64 at once", f"c. one {big // MIB} MiB file, 25 MB/s/conn"
     return [
         Scenario("a", f"a. one {big // MIB} MiB file", 1, big, sha, big_cases(root, url), r),
-        Scenario("b", f"b. {small:,} x 16 KiB, 64 at once", small, small * 16384, "", [
-            Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", lst, "-P", "{d}"]),
-            Case("curl --parallel", [*CURL, "--parallel", "--parallel-max", "64",
-                                     "--output-dir", "{d}", "-K", str(root / "curl.cfg")]),
-            Case("aria2c -j 64", [*ARIA, "-j", "64", "-i", lst, "-d", "{d}"]),
-            Case("parfive", [*pf, lst, "{d}", "64"]),
-        ], r),  # fmt: skip
-        Scenario("c", f"c. one {big // MIB} MiB file at 25 MB/s per connection", 1, big, sha, [
-            Case("aria2c -x8", [*ARIA, "-x8", "-s8", "-k1M", "-d", "{d}", "-o", "b", slow]),
-            Case("curl (1 conn)", [*CURL, "-o", "{d}/b", slow]),
-            Case("aiowget (1 conn)", [AIOWGET, "-q", "-O", "{d}/b", slow]),
-            Case("aiowget -s 8", [AIOWGET, "-q", "-s", "8", "-O", "{d}/b", slow] if split else []),
-        ], r),  # fmt: skip
-        Scenario("d", f"d. {tiny:,} URLs x 1 KiB, -j 64", tiny, tiny * 1024, "", [
-            Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", tlst, "-P", "{d}"]),
-        ], r),  # fmt: skip
+        Scenario("b", t_b, small, small * 16384, "", small_cases(root), r),
+        Scenario("c", t_c, 1, big, sha, split_cases(url), r),
+        Scenario(
+            "d", f"d. {tiny:,} URLs x 1 KiB, -j 64", tiny, tiny * 1024, "", tiny_case(root), r
+        ),
     ]
+
+
+def small_cases(root: Path) -> list[Case]:
+    urls, pf = str(root / "small.txt"), [sys.executable, "-c", PARFIVE]
+    curl = [*CURL, "--parallel", "--parallel-max", "64", "--output-dir", "{d}"]
+    return [
+        Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", urls, "-P", "{d}"]),
+        Case("curl --parallel", [*curl, "-K", str(root / "curl.cfg")]),
+        Case("aria2c -j 64", [*ARIA, "-j", "64", "-i", urls, "-d", "{d}"]),
+        Case("parfive", [*pf, urls, "{d}", "64"]),
+    ]
+
+
+def split_cases(url: str) -> list[Case]:
+    src = f"{url}/slow/big.bin"
+    help_text = subprocess.run([AIOWGET, "--help"], capture_output=True, text=True).stdout
+    split = [AIOWGET, "-q", "-s", "8", "-O", "{d}/b", src] if "--split" in help_text else []
+    return [
+        Case("aria2c -x8", [*ARIA, "-x8", "-s8", "-k1M", "-d", "{d}", "-o", "b", src]),
+        Case("curl (1 conn)", [*CURL, "-o", "{d}/b", src]),
+        Case("aiowget (1 conn)", [AIOWGET, "-q", "-O", "{d}/b", src]),
+        Case("aiowget -s 8", split),  # [] until aiowget has --split: "not implemented"
+    ]
+
+
+def tiny_case(root: Path) -> list[Case]:
+    urls = str(root / "tiny.txt")  # every /tiny/N is the same 1 KiB file (nginx try_files)
+    return [Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", urls, "-P", "{d}"])]
 
 
 def big_cases(root: Path, url: str) -> list[Case]:
@@ -186,6 +202,7 @@ def run_timed(argv: list[str], log: Path) -> tuple[int, float, int]:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         timer = threading.Timer(RUN_TIMEOUT, proc.kill)
+        timer.daemon = True
         timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
@@ -212,10 +229,10 @@ def verify(dest: Path, sc: Scenario, deep: bool) -> str:
     return ""
 
 
-def run_case(sc: Scenario, case: Case, rnd: int) -> None:
+def run_case(sc: Scenario, case: Case, rnd: int, base: Path) -> None:
     if not case.argv or case.error:
         return
-    dest = sc.base / f"{sc.key}-{rnd}"
+    dest = base / f"{sc.key}-{rnd}"
     dest.mkdir()
     log = dest.with_suffix(".log")
     try:
@@ -283,7 +300,7 @@ def table(scs: list[Scenario], tgts: list[dict[str, object]]) -> str:
     for t in tgts:
         v = t["value"]
         shown = f"{v:.2f}" if isinstance(v, float) else "n/a (not measured)"
-        met = {True: "yes", False: "**no**", None: "**no** (n/a)"}[t["met"] is not None and bool(t["met"])] if False else ""
+        met = "yes" if t["met"] is True else "**no**" if t["met"] is False else "not measured"
         lines.append(f"| {t['target']} | {shown} | {t['goal']} | {met} |")
     return "\n".join(lines)
 
@@ -309,7 +326,7 @@ def meta(quick: bool) -> dict[str, object]:
 
 def save(info: dict[str, object], scs: list[Scenario], tgts: list[dict[str, object]]) -> None:
     tools = [[{**asdict(c), "status": status(c)} for c in s.cases] for s in scs]
-    rows = [{**asdict(s), "base": str(s.base), "cases": t} for s, t in zip(scs, tools)]
+    rows = [{**asdict(s), "cases": t} for s, t in zip(scs, tools, strict=True)]
     path = HERE / "results" / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps({**info, "scenarios": rows, "targets": tgts}, indent=1) + "\n")
@@ -318,25 +335,29 @@ def save(info: dict[str, object], scs: list[Scenario], tgts: list[dict[str, obje
 
 def run_all(root: Path, n: dict[str, int], disk: bool) -> list[Scenario]:
     sha = make_data(root / "www", n["big"], n["small"])
-    nginx, port = start_nginx(root)
     tmp = Path(tempfile.mkdtemp(prefix="aiowget-bench-", dir="/tmp"))
+    nginx: subprocess.Popen[bytes] | None = None
     scs: list[Scenario] = []
     try:
+        nginx, port = start_nginx(root)
         url = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/tiny/123") as tiny:  # one file behind every name
+            assert len(tiny.read()) == 1024, "nginx /tiny/ location is wrong"
         write_lists(root, url, n["small"], n["tiny"])
         scs = scenarios(root, url, sha, n)
         if disk:
             title = f"a. one {n['big'] // MIB} MiB file, to disk (/tmp)"
-            scs.insert(1, Scenario("a-disk", title, 1, n["big"], sha, big_cases(root, url), 1, tmp))
+            scs.insert(
+                1, Scenario("a-disk", title, 1, n["big"], sha, big_cases(root, url), 1, True)
+            )
         for sc in scs:
             print(sc.title, file=sys.stderr, flush=True)
-            sc.base = root / "out" if sc.key != "a-disk" else sc.base
-            sc.base.mkdir(exist_ok=True)
             for rnd in range(sc.rounds):
                 for case in sc.cases:  # interleaved: A, B, C, then A, B, C again
-                    run_case(sc, case, rnd)
+                    run_case(sc, case, rnd, tmp if sc.to_disk else root)
     finally:
-        stop_nginx(nginx)
+        if nginx is not None:
+            stop_nginx(nginx)
         shutil.rmtree(tmp, ignore_errors=True)
     return scs
 
@@ -347,6 +368,8 @@ def main() -> None:
     parser.add_argument("--disk", action="store_true", help="also scenario a to /tmp, once")
     args = parser.parse_args()
     check_tools()
+    for name in [k for k in os.environ if k.lower().endswith("_proxy")]:
+        del os.environ[name]  # every tool talks to 127.0.0.1 directly
     q = 8 if args.quick else 1
     n = {"big": 512 * MIB // q, "small": 10_000 // q, "tiny": 100_000 // q}
     n["rounds"] = 1 if args.quick else 3
