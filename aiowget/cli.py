@@ -18,7 +18,7 @@ from .downloader import Downloader
 from .errors import AiowgetError, ExitStatus, UsageError
 from .inputfile import STDIN, InputFile
 from .models import DEFAULT_USER_AGENT, Checksum, IfExists, Job, Naming, Options
-from .policy import parse_header, parse_rate
+from .policy import parse_header, parse_rate, parse_size
 
 __all__ = ["app", "main"]
 
@@ -133,6 +133,10 @@ def command(
         str | None,
         typer.Option("--limit-rate", metavar="RATE", help="Total bandwidth cap, e.g. 500k, 2M."),
     ] = None,
+    max_filesize: Annotated[
+        str | None,
+        typer.Option("--max-filesize", metavar="SIZE", help="Refuse bodies larger than SIZE."),
+    ] = None,
     progress: Annotated[
         ProgressMode, typer.Option(help="Bars on a terminal, plain lines elsewhere.")
     ] = ProgressMode.AUTO,
@@ -169,6 +173,7 @@ def command(
             verify_tls=not no_check_certificate,
             ca_certificate=ca_certificate,
             limit_rate=None if limit_rate is None else parse_rate(limit_rate),
+            max_filesize=None if max_filesize is None else parse_size(max_filesize),
             compute_sha256=json_output,
         )
         _check_sources(urls, input_file, output, checksum)

@@ -11,7 +11,8 @@
     ├── ProtocolError                exit 7   malformed response, redirect loop
     ├── HTTPStatusError              exit 8   the server answered 400 or more
     │   └── AuthenticationError      exit 6   401 and 407
-    └── ChecksumError                exit 1   the body is not what --checksum promised
+    ├── ChecksumError                exit 1   the body is not what --checksum promised
+    └── FileTooLargeError            exit 1   the body is larger than --max-filesize
 
 Exit statuses follow wget's (DESIGN.md). `map_errors()` is the only place where aiohttp and OS
 exceptions become these; aiohttp is imported lazily there so that importing this module stays
@@ -26,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 
+from .text import redact_url, redact_urls
+
 __all__ = [
     "AiowgetError",
     "AuthenticationError",
@@ -33,6 +36,7 @@ __all__ = [
     "ContentTooShortError",
     "DownloadTimeoutError",
     "ExitStatus",
+    "FileTooLargeError",
     "HTTPStatusError",
     "InvalidURLError",
     "LocalIOError",
@@ -121,6 +125,10 @@ class ChecksumError(AiowgetError):
     """Generic exit status: wget has no code for it, and it is neither network nor protocol."""
 
 
+class FileTooLargeError(AiowgetError):
+    """Refused by the caller's own limit: generic exit status, as wget's quota."""
+
+
 def combine_exit_statuses(statuses: Iterable[int]) -> ExitStatus:
     """wget's rule: success is 0; with failures the lowest of 2-8 wins, else generic 1."""
     worst = ExitStatus.OK
@@ -155,8 +163,12 @@ def translate(exc: Exception) -> AiowgetError:
         return TLSError(_reason(exc))
     if isinstance(exc, aiohttp.TooManyRedirects):
         return ProtocolError(f"too many redirects (more than {len(exc.history) - 1})")
+    if isinstance(exc, aiohttp.RedirectClientError):
+        # Only http and https are followed: a redirect to file:, ftp: or junk is refused.
+        target = str(exc.args[0]) if exc.args else "?"
+        return ProtocolError(f"redirect to an unusable URL {redact_url(target)!r}")
     if isinstance(exc, aiohttp.InvalidURL):
-        return InvalidURLError(f"invalid URL {exc.url!s}")
+        return InvalidURLError(f"invalid URL {redact_url(str(exc.url))!r}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ContentTooShortError()
     if isinstance(exc, asyncio.TimeoutError):
@@ -180,5 +192,6 @@ def _os_reason(exc: OSError) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
+    # Lower-level messages may quote a URL: never with its password.
+    text = redact_urls(str(exc).strip())
     return text or type(exc).__name__

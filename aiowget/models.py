@@ -75,6 +75,7 @@ class Options:
     verify_tls: bool = True
     ca_certificate: Path | None = None
     limit_rate: float | None = None
+    max_filesize: int | None = None
     compute_sha256: bool = False
     raise_errors: bool = False
 
@@ -98,6 +99,8 @@ class Options:
             raise UsageError(
                 f"limit_rate must be a positive number of bytes/s, got {self.limit_rate}"
             )
+        if self.max_filesize is not None:
+            _at_least(0, max_filesize=self.max_filesize)
         for name in ("retry_wait", "retry_wait_max", "retry_after_max"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"{name} must be a number of seconds, got {getattr(self, name)}")

@@ -42,6 +42,7 @@ __all__ = [
     "parse_header",
     "parse_rate",
     "parse_retry_after",
+    "parse_size",
     "resume_headers",
     "retry_delay",
     "validator_of",
@@ -274,9 +275,18 @@ def basic_authorization(user: str, password: str) -> str:
 
 def parse_rate(text: str) -> float:
     """`500k`, `2M`, `1.5m` or plain bytes, per second (k = 1024, as wget and curl)."""
+    return _parse_amount(text, "rate")
+
+
+def parse_size(text: str) -> int:
+    """`10M`, `1.5G` or plain bytes (k = 1024)."""
+    return int(_parse_amount(text, "size"))
+
+
+def _parse_amount(text: str, what: str) -> float:
     match = _RATE.match(text.strip())
     if match is None or float(match.group(1)) <= 0:
-        raise UsageError(f"rate {printable(text)!r} is not a positive amount like 500k or 2M")
+        raise UsageError(f"{what} {printable(text)!r} is not a positive amount like 500k or 2M")
     return float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
 
 

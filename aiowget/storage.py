@@ -243,9 +243,9 @@ def _read_existing(sink: PartFile, url: str) -> tuple[int, PartState | None]:
 
 
 def _write_meta(meta: Path, state: PartState) -> None:
+    """Written to a fresh temporary file, then renamed: a reader sees all of it or none."""
     temporary = meta.with_name(meta.name + ".tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW
-    with open(temporary, "wb", opener=lambda p, f: os.open(p, flags, 0o666)) as file:
+    with open(temporary, "wb", opener=lambda p, f: _open_fresh(p)) as file:
         file.write(json.dumps(asdict(state)).encode())
     os.replace(temporary, meta)
 

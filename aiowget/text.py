@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["is_unsafe_char", "printable", "redact_url"]
+__all__ = ["is_unsafe_char", "printable", "redact_url", "redact_urls"]
 
 # Categories that can move the cursor, reorder text or hide characters on a terminal.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
@@ -38,3 +39,11 @@ def redact_url(url: str) -> str:
         return printable(url)
     user = userinfo.split(":", 1)[0]
     return printable(urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}")))
+
+
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _CREDENTIALS.sub(r"\1***@", text)

@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from . import naming
-from .errors import AiowgetError, ChecksumError, ContentTooShortError, map_errors
+from .errors import (
+    AiowgetError,
+    ChecksumError,
+    ContentTooShortError,
+    FileTooLargeError,
+    map_errors,
+)
 from .models import (
     Checksum,
     Event,
@@ -209,7 +215,8 @@ class _Transfer:
         try:
             await self._attempts(url, sink)
         except BaseException as error:
-            resumable = not isinstance(error, ChecksumError) and can_resume(sink.offset, sink.state)
+            unwanted = isinstance(error, ChecksumError | FileTooLargeError)
+            resumable = not unwanted and can_resume(sink.offset, sink.state)
             await sink.release(keep=resumable)
             raise
         await sink.commit()
@@ -267,6 +274,7 @@ class _Transfer:
         state = sink.state
         if from_zero or state is None:
             state = PartState(self.job.url, validator_of(response.headers), _total(response))
+        self._check_size(state.total)
         await sink.begin(state, from_zero)
         if self.digest is not None:
             await self.digest.catch_up(sink, from_zero)
@@ -282,6 +290,7 @@ class _Transfer:
         try:
             async for chunk in chunks:
                 buffer += chunk
+                self._check_size(sink.offset + len(buffer))
                 await self._pace(sink.offset + len(buffer), total, len(chunk))
                 if len(buffer) >= WRITE_SIZE:
                     await self._flush(sink, buffer)
@@ -294,6 +303,12 @@ class _Transfer:
                 raise ContentTooShortError(sink.offset, total) from None
             raise
         await self._flush(sink, buffer)
+
+    def _check_size(self, size: int | None) -> None:
+        """`--max-filesize`, on the announced length and on the bytes that really came."""
+        limit = self.options.max_filesize
+        if limit is not None and size is not None and size > limit:
+            raise FileTooLargeError(f"larger than the limit of {limit} bytes ({size} bytes)")
 
     async def _pace(self, received: int, total: int | None, arrived: int) -> None:
         """Report progress a few times a second, and hold to the rate limit."""

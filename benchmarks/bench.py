@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -22,11 +23,12 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from subprocess import DEVNULL
 
 HERE = Path(__file__).resolve().parent
 AIOWGET = str(Path(sys.executable).with_name("aiowget"))
 MIB = 1 << 20
-INSTALL = "sudo apt-get install -y nginx curl aria2"
+INSTALL = "sudo apt-get install -y nginx curl aria2 time"
 RUN_TIMEOUT = 1200.0  # seconds; a run that takes longer is killed and reported FAILED
 ARIA = ["aria2c", "-q", "--file-allocation=none", "--allow-overwrite=true"]
 ARIA += ["--auto-file-renaming=false"]
@@ -78,6 +80,8 @@ class Scenario:
 
 def check_tools() -> None:
     missing = [t for t in ("nginx", "curl", "aria2c") if shutil.which(t) is None]
+    if not os.access("/usr/bin/time", os.X_OK):  # GNU time measures the peak RSS
+        missing.append("/usr/bin/time")
     if missing:
         print(f"missing: {', '.join(missing)}; install with:\n  {INSTALL}", file=sys.stderr)
         sys.exit(2)
@@ -86,18 +90,14 @@ def check_tools() -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "parfive"], check=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_nginx(root: Path) -> tuple[subprocess.Popen[bytes], int]:
-    d, port = root / "nginx", free_port()
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        d, port = root / "nginx", int(s.getsockname()[1])
     d.mkdir()
     (d / "nginx.conf").write_text(NGINX.format(d=d, port=port, www=root / "www"))
     argv = ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(argv, stdin=DEVNULL, start_new_session=True)
     for _ in range(100):
         if proc.poll() is not None:
             sys.exit(f"nginx exited: {(d / 'error.log').read_text()}")
@@ -146,14 +146,14 @@ def write_lists(root: Path, url: str, small: int, tiny: int) -> None:
 
 def scenarios(root: Path, url: str, sha: str, n: dict[str, int]) -> list[Scenario]:
     big, small, tiny, r = n["big"], n["small"], n["tiny"], n["rounds"]
+    urls = str(root / "tiny.txt")  # every /tiny/N is the same 1 KiB file (nginx try_files)
+    aiowget = Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", urls, "-P", "{d}"])
     t_b, t_c = f"b. {small:,} x 16 KiB, 64 at once", f"c. one {big // MIB} MiB file, 25 MB/s/conn"
     return [
         Scenario("a", f"a. one {big // MIB} MiB file", 1, big, sha, big_cases(root, url), r),
         Scenario("b", t_b, small, small * 16384, "", small_cases(root), r),
         Scenario("c", t_c, 1, big, sha, split_cases(url), r),
-        Scenario(
-            "d", f"d. {tiny:,} URLs x 1 KiB, -j 64", tiny, tiny * 1024, "", tiny_case(root), r
-        ),
+        Scenario("d", f"d. {tiny:,} URLs x 1 KiB, -j 64", tiny, tiny * 1024, "", [aiowget], r),
     ]
 
 
@@ -180,11 +180,6 @@ def split_cases(url: str) -> list[Case]:
     ]
 
 
-def tiny_case(root: Path) -> list[Case]:
-    urls = str(root / "tiny.txt")  # every /tiny/N is the same 1 KiB file (nginx try_files)
-    return [Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", urls, "-P", "{d}"])]
-
-
 def big_cases(root: Path, url: str) -> list[Case]:
     src, pf = f"{url}/big.bin", [sys.executable, "-c", PARFIVE, str(root / "big.txt")]
     return [
@@ -197,18 +192,27 @@ def big_cases(root: Path, url: str) -> list[Case]:
 
 
 def run_timed(argv: list[str], log: Path) -> tuple[int, float, int]:
-    """Exit code, wall seconds, ru_maxrss (KiB) of the child and its reaped descendants."""
+    """Exit code, wall seconds and peak RSS in KiB (GNU time's %M, see README: "Peak RSS")."""
+    rss = log.with_suffix(".rss")
     with log.open("wb") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        timer = threading.Timer(RUN_TIMEOUT, proc.kill)
+        argv = ["/usr/bin/time", "-f", "%M", "-o", str(rss), *argv]
+        # time and the tool in a group of their own, which is ended as one if need be
+        proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        timer = threading.Timer(RUN_TIMEOUT, os.killpg, (proc.pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            code = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.returncode is None:  # Ctrl-C
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         wall = time.perf_counter() - start
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage.ru_maxrss
+    peak = int(rss.read_text().split()[-1]) if code == 0 else 0
+    rss.unlink(missing_ok=True)
+    return code, wall, peak
 
 
 def sha256(path: Path) -> str:
