@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from aiohttp import web
@@ -51,14 +52,17 @@ class Server:
         return [s for s in self.seen if s.method == "GET" and path in (None, s.path)]
 
 
-ServeFactory = Callable[[Mapping[str, Handler]], Awaitable[Server]]
+class ServeFactory(Protocol):
+    def __call__(
+        self, routes: Mapping[str, Handler], host: str = "127.0.0.1"
+    ) -> Awaitable[Server]: ...
 
 
 @pytest.fixture
 def serve(aiohttp_server: AiohttpServer) -> ServeFactory:
     """Start a server with the given `{path: handler}` routes and record every request."""
 
-    async def start(routes: Mapping[str, Handler]) -> Server:
+    async def start(routes: Mapping[str, Handler], host: str = "127.0.0.1") -> Server:
         seen: list[Seen] = []
 
         @web.middleware
@@ -69,7 +73,7 @@ def serve(aiohttp_server: AiohttpServer) -> ServeFactory:
         application = web.Application(middlewares=[record])
         for path, handler in routes.items():
             application.router.add_get(path, handler)
-        return Server(await aiohttp_server(application), seen)
+        return Server(await aiohttp_server(application, host=host), seen)
 
     return start
 
