@@ -129,6 +129,10 @@ def command(
         Path | None,
         typer.Option("--ca-certificate", metavar="FILE", help="Also trust the CAs in FILE (PEM)."),
     ] = None,
+    split: Annotated[
+        int,
+        typer.Option("-s", "--split", min=1, metavar="N", help="Ranged segments per large file."),
+    ] = 1,
     limit_rate: Annotated[
         str | None,
         typer.Option("--limit-rate", metavar="RATE", help="Total bandwidth cap, e.g. 500k, 2M."),
@@ -174,6 +178,7 @@ def command(
             ca_certificate=ca_certificate,
             limit_rate=None if limit_rate is None else parse_rate(limit_rate),
             max_filesize=None if max_filesize is None else parse_size(max_filesize),
+            split=split,
             compute_sha256=json_output,
         )
         _check_sources(urls, input_file, output, checksum)

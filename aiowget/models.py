@@ -76,6 +76,7 @@ class Options:
     ca_certificate: Path | None = None
     limit_rate: float | None = None
     max_filesize: int | None = None
+    split: int = 1
     compute_sha256: bool = False
     raise_errors: bool = False
 
@@ -85,7 +86,7 @@ class Options:
         set_(self, "naming", _choice(Naming, self.naming, "naming"))
         set_(self, "if_exists", _choice(IfExists, self.if_exists, "if_exists"))
         set_(self, "headers", dict(self.headers))
-        _at_least(1, jobs=self.jobs)
+        _at_least(1, jobs=self.jobs, split=self.split)
         _at_least(0, max_redirects=self.max_redirects, retries=self.retries)
         if self.per_host is not None:
             _at_least(1, per_host=self.per_host)
@@ -167,6 +168,8 @@ class PartState:
     url: str
     validator: str | None
     total: int | None
+    # For a split download: (start, end inclusive, bytes done) of every segment.
+    segments: tuple[tuple[int, int, int], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,17 @@ __all__ = [
     "expected_length",
     "is_retryable",
     "judge",
+    "judge_segment",
     "origin",
     "parse_content_range",
     "parse_header",
     "parse_rate",
     "parse_retry_after",
     "parse_size",
+    "plan_segments",
     "resume_headers",
     "retry_delay",
+    "splittable",
     "validator_of",
 ]
 
@@ -309,3 +312,49 @@ class TokenBucket:
         self.stamp = now
         self.tokens -= amount
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+# Split downloads ---------------------------------------------------------------------------
+
+MIN_SEGMENT = 1 << 20
+
+
+def splittable(split: int, headers: Mapping[str, str], total: int | None) -> bool:
+    """Worth fetching in `split` ranged segments: ranges accepted, size and validator known."""
+    return (
+        split > 1
+        and total is not None
+        and total >= 2 * MIN_SEGMENT
+        and headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+        and validator_of(headers) is not None
+    )
+
+
+def plan_segments(
+    total: int, split: int, minimum: int = MIN_SEGMENT
+) -> tuple[tuple[int, int, int], ...]:
+    """`split` segments (fewer when they would be smaller than `minimum`) covering `total`
+    bytes: (start, end inclusive, done=0)."""
+    count = max(1, min(split, total // minimum))
+    size = -(-total // count)
+    return tuple((start, min(start + size, total) - 1, 0) for start in range(0, total, size))
+
+
+def judge_segment(
+    status: int,
+    reason: str,
+    headers: Mapping[str, str],
+    asked: tuple[int, int],
+    state: PartState,
+    now: datetime,
+) -> Action:
+    """APPEND when a 206 answers exactly the range `asked` of the same file; RESTART when the
+    file changed or the range was not honoured. Error statuses raise."""
+    retry_after = parse_retry_after(headers.get("Retry-After"), now)
+    check_status(status, reason, retry_after)
+    answered = parse_content_range(headers.get("Content-Range"))
+    if status != 206 or answered != ContentRange(asked[0], asked[1], state.total):
+        return Action.RESTART
+    validator = validator_of(headers)
+    same = not (state.validator and validator and validator != state.validator)
+    return Action.APPEND if same else Action.RESTART

@@ -71,6 +71,7 @@ class PartFile:
         self.offset = offset
         self.state = state
         self._file: AsyncBufferedIOBase | None = None
+        self._fd: int | None = None  # for positional writes of a split download
 
     @classmethod
     async def load(cls, path: Path, url: str) -> PartFile:
@@ -93,6 +94,28 @@ class PartFile:
         assert self._file is not None
         await self._file.write(data)
         self.offset += len(data)
+
+    async def begin_split(self, state: PartState, fresh: bool) -> None:
+        """Open for writes at any offset: a new .part of the total size, or the one to resume."""
+        assert state.total is not None
+        await self._close()
+        await self.save(state)
+        fd, cancelled = await _to_completion(
+            asyncio.to_thread(_open_sized, self.part, state.total if fresh else None)
+        )
+        self._fd = fd
+        self.offset = state.total  # the file spans it all; the sidecar says what is filled
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def write_at(self, offset: int, data: bytes | bytearray) -> None:
+        assert self._fd is not None
+        await asyncio.to_thread(_write_all_at, self._fd, data, offset)
+
+    async def save(self, state: PartState) -> None:
+        """Record `state` in the sidecar (atomically)."""
+        await asyncio.to_thread(_write_meta, self.meta, state)
+        self.state = state
 
     async def hash_into(self, hasher: Hasher, start: int) -> None:
         """Feed bytes `start`..`offset` of the .part to `hasher` (to resume a checksum)."""
@@ -123,6 +146,11 @@ class PartFile:
             await _remove(self.meta)
 
     async def _close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            _, cancelled = await _to_completion(asyncio.to_thread(os.close, fd))
+            if cancelled:
+                raise asyncio.CancelledError
         if self._file is not None:
             file, self._file = self._file, None
             # A cancelled hop that has not reached its thread never runs: the close must.
@@ -229,17 +257,46 @@ def _open_at(path: str, offset: int) -> int:
     return fd
 
 
+def _open_sized(part: Path, total: int | None) -> int:
+    """The .part for positional writes: new and `total` bytes long, or the existing one."""
+    if total is None:
+        return os.open(part, os.O_WRONLY | _NOFOLLOW)
+    fd = _open_fresh(str(part))
+    os.ftruncate(fd, total)
+    return fd
+
+
+def _write_all_at(fd: int, data: bytes | bytearray, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 def _read_existing(sink: PartFile, url: str) -> tuple[int, PartState | None]:
     try:
         info = os.lstat(sink.part)
         with open(sink.meta, "rb", opener=lambda p, f: os.open(p, os.O_RDONLY | _NOFOLLOW)) as f:
-            fields: dict[str, Any] = json.loads(f.read(65536))
-        state = PartState(url=fields["url"], validator=fields["validator"], total=fields["total"])
+            fields: dict[str, Any] = json.loads(f.read(1 << 20))
+        segments = fields.get("segments")
+        state = PartState(
+            url=fields["url"],
+            validator=fields["validator"],
+            total=fields["total"],
+            segments=None if segments is None else tuple(map(_segment, segments)),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return 0, None
     if not stat.S_ISREG(info.st_mode) or state.url != url:
         return 0, None
     return info.st_size, state
+
+
+def _segment(fields: list[int]) -> tuple[int, int, int]:
+    start, end, done = (int(f) for f in fields)
+    if not 0 <= done <= end - start + 1:
+        raise ValueError("segment progress out of range")
+    return start, end, done
 
 
 def _write_meta(meta: Path, state: PartState) -> None:

@@ -58,10 +58,13 @@ from .policy import (
     judge,
     origin,
     parse_content_range,
+    plan_segments,
     resume_headers,
     retry_delay,
+    splittable,
     validator_of,
 )
+from .segments import FileChanged, fetch_segments
 from .storage import PartFile, Sink, StreamSink, exists
 
 __all__ = ["Context", "transfer"]
@@ -115,6 +118,7 @@ class _Transfer:
         self.note = ""
         self.attempts = 0
         self.announced = False
+        self.may_split = True
         wanted = job.checksum is not None or self.options.compute_sha256
         self.digest = _Digest(job.checksum, self.options.compute_sha256) if wanted else None
         self.progress_at = 0.0
@@ -164,7 +168,7 @@ class _Transfer:
         return naming.flat_name(self.job.url)
 
     async def _fetch_named_by_server(self, url: str) -> Outcome:
-        async with self.ctx.host_slot(origin(url)), self._get(url, {}) as response:
+        async with self.slot(url), self._get(url, {}) as response:
             self._check(response, 0, None)
             header = response.headers.get("Content-Disposition")
             suggested = naming.disposition_name(header) if header else None
@@ -249,17 +253,75 @@ class _Transfer:
     async def _attempt(self, url: str, sink: Sink) -> bool:
         """One request; True when it must be asked again without Range right away."""
         self.attempts += 1
+        if isinstance(sink, PartFile) and sink.state is not None and sink.state.segments:
+            return await self._split(url, sink, sink.state, fresh=False)
         headers = resume_headers(sink.offset, sink.state)
         offset = sink.offset if headers else 0
-        async with self.ctx.host_slot(origin(url)), self._get(url, headers) as response:
+        plan: PartState | None = None
+        async with self.slot(url), self._get(url, headers) as response:
             action = self._check(response, offset, sink.state)
             if action is Action.RESTART:
                 await sink.restart()
                 return True
-            if action is not Action.COMPLETE:
+            if action is Action.FROM_ZERO and isinstance(sink, PartFile) and self.may_split:
+                plan = self._plan_split(response)
+            if plan is None and action is not Action.COMPLETE:
                 await self._receive(response, sink, action)
+        if plan is not None:  # the first response is dropped unread: the segments take over
+            assert isinstance(sink, PartFile)
+            return await self._split(url, sink, plan, fresh=True)
         await self._verify(sink)
         return False
+
+    def _plan_split(self, response: aiohttp.ClientResponse) -> PartState | None:
+        total, split = _total(response), self.options.split
+        if total is None or not splittable(split, response.headers, total):
+            return None
+        segments = plan_segments(total, split)
+        return PartState(self.job.url, validator_of(response.headers), total, segments)
+
+    async def _split(self, url: str, sink: PartFile, state: PartState, fresh: bool) -> bool:
+        self._check_size(state.total)
+        await sink.begin_split(state, fresh)
+        await self._announce(state.total)
+        try:
+            await fetch_segments(self, url, sink, state, workers=self.options.split)
+        except FileChanged:
+            # Ranges cannot be trusted here: start over in one piece, and stay in one piece.
+            self.may_split = False
+            await sink.restart()
+            return True
+        await self._verify(sink)
+        return False
+
+    # What the segments of a split download need (segments.SegmentOwner).
+
+    @property
+    def retries(self) -> int:
+        return self.options.retries
+
+    def request(
+        self, url: str, headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        return self._get(url, headers)
+
+    def slot(self, url: str) -> AbstractAsyncContextManager[None]:
+        return self.ctx.host_slot(origin(url))
+
+    async def pause(self, attempt: int, error: AiowgetError) -> None:
+        await self._pause(self.job.url, attempt, error)
+
+    async def report(self, received: int, total: int | None) -> None:
+        """Progress, a few times a second."""
+        now = time.monotonic()
+        if now - self.progress_at >= PROGRESS_INTERVAL:
+            self.progress_at = now
+            await self.ctx.emit(Progress(self.job.url, received, total))
+
+    async def pace(self, arrived: int) -> None:
+        """Hold to the rate limit."""
+        if self.ctx.throttle is not None:
+            await self.ctx.throttle(arrived)
 
     def _check(
         self, response: aiohttp.ClientResponse, offset: int, state: PartState | None
@@ -278,10 +340,13 @@ class _Transfer:
         await sink.begin(state, from_zero)
         if self.digest is not None:
             await self.digest.catch_up(sink, from_zero)
+        await self._announce(state.total)
+        await self._copy(response.content, sink, state.total)
+
+    async def _announce(self, total: int | None) -> None:
         if not self.announced:
             self.announced = True
-            await self.ctx.emit(Started(self.job.url, self.path, state.total))
-        await self._copy(response.content, sink, state.total)
+            await self.ctx.emit(Started(self.job.url, self.path, total))
 
     async def _copy(self, body: aiohttp.StreamReader, sink: Sink, total: int | None) -> None:
         buffer = bytearray()
@@ -291,7 +356,8 @@ class _Transfer:
             async for chunk in chunks:
                 buffer += chunk
                 self._check_size(sink.offset + len(buffer))
-                await self._pace(sink.offset + len(buffer), total, len(chunk))
+                await self.report(sink.offset + len(buffer), total)
+                await self.pace(len(chunk))
                 if len(buffer) >= WRITE_SIZE:
                     await self._flush(sink, buffer)
                     buffer = bytearray()
@@ -309,15 +375,6 @@ class _Transfer:
         limit = self.options.max_filesize
         if limit is not None and size is not None and size > limit:
             raise FileTooLargeError(f"larger than the limit of {limit} bytes ({size} bytes)")
-
-    async def _pace(self, received: int, total: int | None, arrived: int) -> None:
-        """Report progress a few times a second, and hold to the rate limit."""
-        now = time.monotonic()
-        if now - self.progress_at >= PROGRESS_INTERVAL:
-            self.progress_at = now
-            await self.ctx.emit(Progress(self.job.url, received, total))
-        if self.ctx.throttle is not None:
-            await self.ctx.throttle(arrived)
 
     async def _flush(self, sink: Sink, data: bytearray) -> None:
         if not data:

@@ -26,6 +26,7 @@ class Fault:
     etag: str | None = None  # the file's ETag for this request (None: the default)
     ignore_if_range: bool = False  # serve the range even when If-Range no longer matches
     chunked: bool = False  # no Content-Length: chunked transfer encoding
+    peers: int = 0  # hold the answer until this many requests are being answered at once
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,21 @@ class FaultyFile:
         self.etag = etag
         self.requests: list[Request] = []
         self.release = asyncio.Event()  # ends every stall
+        self.active = 0
+        self.peak = 0  # the most requests answered at once
 
     def ranges(self) -> list[str | None]:
         return [r.range for r in self.requests]
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         fault = self.script.pop(0) if self.script else Fault()
         asked = request.headers.get("Range")
         if_range = request.headers.get("If-Range")
@@ -56,39 +67,50 @@ class FaultyFile:
         if fault.status != 200:
             return web.Response(status=fault.status, headers=fault.headers)
         etag = fault.etag if fault.etag is not None else self.etag
-        start = self._start(asked, if_range, etag, fault)
+        span = self._span(asked, if_range, etag, fault)
         total = len(self.content)
-        if start is not None and start >= total:
+        if span is not None and span[0] >= total:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
-        return await self._send(request, fault, etag, start)
+        return await self._send(request, fault, etag, span)
 
-    def _start(
+    def _span(
         self, asked: str | None, if_range: str | None, etag: str | None, fault: Fault
-    ) -> int | None:
+    ) -> tuple[int, int] | None:
+        """The (start, end) to answer with 206, or None for the whole file with 200."""
         if asked is None or fault.ignore_range or not asked.startswith("bytes="):
             return None
         if if_range is not None and if_range != etag and not fault.ignore_if_range:
             return None  # the file changed: the whole new version, as RFC 9110 says
-        return int(asked[len("bytes=") :].split("-")[0]) + fault.shift
+        first, _, last = asked[len("bytes=") :].partition("-")
+        end = min(int(last), len(self.content) - 1) if last else len(self.content) - 1
+        return int(first) + fault.shift, end
 
     async def _send(
-        self, request: web.Request, fault: Fault, etag: str | None, start: int | None
+        self, request: web.Request, fault: Fault, etag: str | None, span: tuple[int, int] | None
     ) -> web.StreamResponse:
         total = len(self.content)
-        body = self.content[start or 0 :]
+        body = self.content if span is None else self.content[span[0] : span[1] + 1]
         headers = {"Accept-Ranges": "bytes", **fault.headers}
         if etag is not None:
             headers["ETag"] = etag
         if not fault.chunked:
             headers["Content-Length"] = str(len(body))
-        if start is not None:
-            headers["Content-Range"] = f"bytes {start}-{total - 1}/{total}"
-        response = web.StreamResponse(status=206 if start is not None else 200, headers=headers)
+        if span is not None:
+            headers["Content-Range"] = f"bytes {span[0]}-{span[0] + len(body) - 1}/{total}"
+        response = web.StreamResponse(status=200 if span is None else 206, headers=headers)
         if fault.chunked:
             response.enable_chunked_encoding()
         await response.prepare(request)
+        if fault.peers:
+            await self._gather_peers(fault.peers)
         await self._write(request, response, body, fault)
         return response
+
+    async def _gather_peers(self, peers: int) -> None:
+        deadline = time.monotonic() + 10
+        while self.peak < peers:
+            assert time.monotonic() < deadline, f"never {peers} requests at once"
+            await asyncio.sleep(0.005)
 
     async def _write(
         self, request: web.Request, response: web.StreamResponse, body: bytes, fault: Fault

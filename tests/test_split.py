@@ -1,0 +1,215 @@
+"""Split downloads: the plan (pure), then ranged segments against real servers."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aiowget
+from aiowget.models import PartState
+from aiowget.naming import flat_name
+from aiowget.policy import MIN_SEGMENT, Action, judge_segment, plan_segments, splittable
+
+from .conftest import ServeFactory, Server, body, run_cli
+from .faults import Fault, FaultyFile
+
+MiB = 1 << 20
+CONTENT = body(8 * MiB + 5, "split")
+NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("total", "split", "plan"),
+    [
+        (10 * MiB, 1, [(0, 10 * MiB - 1, 0)]),
+        (4 * MiB, 2, [(0, 2 * MiB - 1, 0), (2 * MiB, 4 * MiB - 1, 0)]),
+        (3 * MiB, 8, [(0, MiB - 1, 0), (MiB, 2 * MiB - 1, 0), (2 * MiB, 3 * MiB - 1, 0)]),
+        (5, 4, [(0, 1, 0), (2, 3, 0), (4, 4, 0)]),
+        (10, 3, [(0, 3, 0), (4, 7, 0), (8, 9, 0)]),
+    ],
+)
+def test_plan_segments(total: int, split: int, plan: list[tuple[int, int, int]]) -> None:
+    minimum = MIN_SEGMENT if total > 10 else 1
+    segments = plan_segments(total, split, minimum)
+
+    assert list(segments) == plan
+    assert segments[0][0] == 0
+    assert segments[-1][1] == total - 1
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(segments))
+
+
+RANGES = {"Accept-Ranges": "bytes", "ETag": '"v1"'}
+
+
+@pytest.mark.parametrize(
+    ("split", "headers", "total", "ok"),
+    [
+        (4, RANGES, 8 * MiB, True),
+        (1, RANGES, 8 * MiB, False),
+        (4, RANGES, MiB, False),  # too small to be worth it
+        (4, RANGES, None, False),
+        (4, {"ETag": '"v1"'}, 8 * MiB, False),  # no Accept-Ranges
+        (4, {"Accept-Ranges": "none", "ETag": '"v1"'}, 8 * MiB, False),
+        (4, {"Accept-Ranges": "bytes"}, 8 * MiB, False),  # nothing to check the file with
+        (4, {"Accept-Ranges": "bytes", "Last-Modified": "x"}, 8 * MiB, True),
+    ],
+)
+def test_splittable(split: int, headers: dict[str, str], total: int | None, ok: bool) -> None:
+    assert splittable(split, headers, total) is ok
+
+
+STATE = PartState("u", '"v1"', 1000, ((0, 499, 0), (500, 999, 0)))
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "action"),
+    [
+        (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v1"'}, Action.APPEND),
+        (206, {"Content-Range": "bytes 500-999/1000"}, Action.APPEND),
+        (206, {"Content-Range": "bytes 500-998/1000"}, Action.RESTART),
+        (206, {"Content-Range": "bytes 500-999/2000"}, Action.RESTART),
+        (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v2"'}, Action.RESTART),
+        (200, {}, Action.RESTART),
+    ],
+)
+def test_judge_segment(status: int, headers: dict[str, str], action: Action) -> None:
+    assert judge_segment(status, "", headers, (500, 999), STATE, NOW) is action
+
+
+def test_judge_segment_raises_for_error_statuses() -> None:
+    with pytest.raises(aiowget.HTTPStatusError):
+        judge_segment(503, "", {}, (500, 999), STATE, NOW)
+
+
+async def serve_file(serve: ServeFactory, faulty: FaultyFile) -> Server:
+    return await serve({"/f": faulty.handler})
+
+
+async def fetch(server: Server, directory: Path, **options: Any) -> aiowget.Result:
+    merged = {"retry_wait": 0, "split": 4, **options}
+    (result,) = await aiowget.download([server.url("/f")], directory, **merged)
+    return result
+
+
+def spans(faulty: FaultyFile) -> list[tuple[int, int]]:
+    asked = [r.range for r in faulty.requests if r.range is not None]
+    return sorted(tuple(int(x) for x in a[len("bytes=") :].split("-")) for a in asked)  # type: ignore[misc]
+
+
+async def test_split_download_uses_parallel_ranges(serve: ServeFactory, tmp_path: Path) -> None:
+    # Each segment is held back until all four are being answered at once.
+    faulty = FaultyFile(CONTENT, [Fault()] + [Fault(peers=4)] * 4)
+    server = await serve_file(serve, faulty)
+
+    result = await fetch(server, tmp_path)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == CONTENT
+    quarter = -(-len(CONTENT) // 4)
+    assert spans(faulty) == [
+        (start, min(start + quarter, len(CONTENT)) - 1) for start in range(0, len(CONTENT), quarter)
+    ]
+    assert all(r.if_range == '"v1"' for r in faulty.requests[1:])
+    assert faulty.peak == 4  # segments overlapped
+    assert sorted(p.name for p in tmp_path.iterdir()) == [result.path.name]
+
+
+async def test_split_counts_against_per_host(serve: ServeFactory, tmp_path: Path) -> None:
+    faulty = FaultyFile(CONTENT, [Fault()] + [Fault(trickle=(256 * 1024, 0.01))] * 4)
+    server = await serve_file(serve, faulty)
+
+    result = await fetch(server, tmp_path, per_host=2)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == CONTENT
+    assert faulty.peak <= 2
+
+
+async def test_small_file_is_not_split(serve: ServeFactory, tmp_path: Path) -> None:
+    faulty = FaultyFile(CONTENT[:MiB])
+    server = await serve_file(serve, faulty)
+
+    result = await fetch(server, tmp_path)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == CONTENT[:MiB]
+    assert faulty.ranges() == [None]
+
+
+async def test_cut_segment_resumes_where_it_stopped(serve: ServeFactory, tmp_path: Path) -> None:
+    faulty = FaultyFile(CONTENT, [Fault(), Fault(cut_after=2 * MiB - 1)])
+    server = await serve_file(serve, faulty)
+
+    result = await fetch(server, tmp_path)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == CONTENT
+    assert len(faulty.requests) == 6  # the first GET, four segments, one retry
+    starts = [start for start, _ in spans(faulty)]
+    quarter = -(-len(CONTENT) // 4)
+    inside = [s for s in starts if s % quarter]
+    assert len(inside) == 1  # the retry asked from inside its segment, not from its start
+
+
+async def test_server_ignoring_ranges_falls_back_to_one_stream(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # Says it accepts ranges, then answers every range with the whole file.
+    faulty = FaultyFile(CONTENT, [Fault()] + [Fault(ignore_range=True)] * 10)
+    server = await serve_file(serve, faulty)
+
+    result = await fetch(server, tmp_path)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == CONTENT
+    assert faulty.requests[-1].range is None  # the last request: the whole file, unsplit
+
+
+async def test_split_resumes_in_a_later_run(serve: ServeFactory, tmp_path: Path) -> None:
+    faulty = FaultyFile(CONTENT, [Fault()] + [Fault(cut_after=2 * MiB - 1)] * 4)
+    server = await serve_file(serve, faulty)
+
+    failed = await fetch(server, tmp_path, retries=0)
+
+    assert isinstance(failed.error, aiowget.NetworkError)
+    name = flat_name(server.url("/f"))
+    meta = json.loads((tmp_path / (name + ".part.meta")).read_text())
+    kept = sum(done for _, _, done in meta["segments"])
+    assert 0 < kept < len(CONTENT)
+    before = len(faulty.requests)
+
+    again = await fetch(server, tmp_path, split=2)
+
+    assert again.path is not None
+    assert again.path.read_bytes() == CONTENT
+    resumed = [r.range for r in faulty.requests[before:]]
+    assert all(r is not None for r in resumed)  # no plain GET: straight to what is missing
+    fetched = sum(
+        int(r[len("bytes=") :].split("-")[1]) - int(r[len("bytes=") :].split("-")[0]) + 1
+        for r in resumed
+        if r is not None
+    )
+    assert fetched == len(CONTENT) - kept
+
+
+async def test_checksum_of_a_split_download(serve: ServeFactory, tmp_path: Path) -> None:
+    faulty = FaultyFile(CONTENT)
+    server = await serve_file(serve, faulty)
+    digest = hashlib.sha256(CONTENT).hexdigest()
+
+    good = await run_cli(
+        "-s", "4", "-P", tmp_path, "--checksum", f"sha256:{digest}", server.url("/f")
+    )
+    assert good.exit_code == 0
+
+    bad = await run_cli(
+        "-s", "4", "-P", tmp_path / "b", "--checksum", f"sha256:{'0' * 64}", server.url("/f")
+    )
+    assert bad.exit_code == 1
+    assert list((tmp_path / "b").iterdir()) == []
