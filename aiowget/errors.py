@@ -92,8 +92,10 @@ class ContentTooShortError(NetworkError):
     """The connection ended before the announced length arrived (the original's name)."""
 
     def __init__(self, received: int | None = None, expected: int | None = None) -> None:
-        if received is None or expected is None:
+        if expected is None:
             super().__init__("connection closed before the body was complete")
+        elif received is None:
+            super().__init__(f"connection closed before the {expected} bytes announced came")
         else:
             super().__init__(f"body ended after {received} of {expected} bytes")
         self.received = received

@@ -72,6 +72,7 @@ class PartFile:
         self.state = state
         self._file: AsyncBufferedIOBase | None = None
         self._fd: int | None = None  # for positional writes of a split download
+        self._committed = False
 
     @classmethod
     async def load(cls, path: Path, url: str) -> PartFile:
@@ -94,6 +95,19 @@ class PartFile:
         assert self._file is not None
         await self._file.write(data)
         self.offset += len(data)
+
+    async def write_whole(self, data: bytes | bytearray) -> None:
+        """A small body, complete and verified: .part, write, rename, in one thread hop.
+
+        Small files dominate many-file jobs, and every hop costs more than the bytes do
+        (NOTES-aiohttp.md); such a body is fetched again rather than resumed."""
+        await self._close()
+        _, cancelled = await _to_completion(
+            asyncio.to_thread(_write_whole, self.part, self.path, self.meta, data)
+        )
+        self.offset, self._committed = len(data), True
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def begin_split(self, state: PartState, fresh: bool) -> None:
         """Open for writes at any offset: a new .part of the total size, or the one to resume."""
@@ -127,6 +141,8 @@ class PartFile:
         self.offset, self.state = 0, None
 
     async def commit(self) -> None:
+        if self._committed:
+            return
         await self._close()
         # Replaces whatever is at the final name, a planted symlink included: never follows it.
         await aiofiles.os.replace(self.part, self.path)
@@ -264,6 +280,17 @@ def _open_sized(part: Path, total: int | None) -> int:
     fd = _open_fresh(str(part))
     os.ftruncate(fd, total)
     return fd
+
+
+def _write_whole(part: Path, final: Path, meta: Path, data: bytes | bytearray) -> None:
+    fd = _open_fresh(str(part))
+    try:
+        _write_all_at(fd, data, 0)
+    finally:
+        os.close(fd)
+    os.replace(part, final)
+    with suppress(FileNotFoundError):
+        os.unlink(meta)  # left by an earlier run that was cut short
 
 
 def _write_all_at(fd: int, data: bytes | bytearray, offset: int) -> None:

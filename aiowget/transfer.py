@@ -337,11 +337,31 @@ class _Transfer:
         if from_zero or state is None:
             state = PartState(self.job.url, validator_of(response.headers), _total(response))
         self._check_size(state.total)
+        small = state.total is not None and state.total <= WRITE_SIZE
+        if from_zero and small and isinstance(sink, PartFile) and self.ctx.throttle is None:
+            await self._receive_small(response, sink, state.total)
+            return
         await sink.begin(state, from_zero)
         if self.digest is not None:
             await self.digest.catch_up(sink, from_zero)
         await self._announce(state.total)
         await self._copy(response.content, sink, state.total)
+
+    async def _receive_small(
+        self, response: aiohttp.ClientResponse, sink: PartFile, total: int | None
+    ) -> None:
+        """A body of at most one write: read it whole, verify it, then one hop to disk."""
+        await self._announce(total)
+        try:
+            data = await response.content.read()
+        except aiohttp.ClientPayloadError:
+            raise ContentTooShortError(None, total) from None
+        check_complete(len(data), total)
+        if self.digest is not None:
+            self.digest.catch_up_now(data)
+            self.digest.verify()
+        await sink.write_whole(data)
+        self.size = len(data)
 
     async def _announce(self, total: int | None) -> None:
         if not self.announced:
@@ -456,6 +476,12 @@ class _Digest:
         if self.covered < sink.offset:
             await sink.hash_into(self, self.covered)
             self.covered = sink.offset
+
+    def catch_up_now(self, data: bytes) -> None:
+        """Hash a whole body at once (a small one: in the event loop)."""
+        self._reset()
+        self.update_now(data)
+        self.covered = len(data)
 
     async def update(self, data: bytearray) -> None:
         # hashlib releases the GIL on large buffers: hash in a thread, beside the write.
