@@ -55,12 +55,13 @@ SUPPORTED_SCHEMES = frozenset({"http", "https"})
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 _AUTHENTICATION_STATUSES = frozenset({401, 407})
+_UNSAFE_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def check_url(url: str) -> str:
     """`url` if it can be fetched, else `InvalidURLError` naming what is wrong with it."""
     shown = redact_url(url)
-    if not url or url != url.strip() or any(c.isspace() or ord(c) < 32 for c in url):
+    if not url or _UNSAFE_IN_URL.search(url):
         raise InvalidURLError(f"invalid URL {shown!r}: empty, or contains spaces or controls")
     try:
         parts = urlsplit(url)
