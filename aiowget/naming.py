@@ -139,7 +139,10 @@ class NameRegistry:
     """
 
     def __init__(self) -> None:
-        self._owners: dict[str, str] = {}
+        # Hashes, not strings: a run of millions of URLs keeps ~100 bytes per URL here. Python's
+        # 64-bit string hash is fixed within a run, which is all this needs; a collision could
+        # only give a URL a hashed name it did not need.
+        self._owners: dict[int, int] = {}
 
     def claim(self, name: str, key: str) -> tuple[str, bool]:
         """A name for `key` based on `name`, and whether `key` already held it: the same URL
@@ -148,17 +151,18 @@ class NameRegistry:
             (name, disambiguate(name, key)),
             (disambiguate(name, f"{key}#{n}") for n in itertools.count(1)),
         )
+        owner_key = hash(key)
         for candidate in candidates:
-            owner = self._owners.get(candidate)
+            owner = self._owners.get(hash(candidate))
             if owner is None:
-                self._owners[candidate] = key
+                self._owners[hash(candidate)] = owner_key
                 return candidate, False
-            if owner == key:
+            if owner == owner_key:
                 return candidate, True
         raise AssertionError("unreachable")  # pragma: no cover
 
     def is_taken(self, name: str) -> bool:
-        return name in self._owners
+        return hash(name) in self._owners
 
 
 def _host_port(parts: SplitResult) -> str:
