@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -141,6 +142,14 @@ def command(
         str | None,
         typer.Option("--max-filesize", metavar="SIZE", help="Refuse bodies larger than SIZE."),
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Run the job in shards on a Dask cluster (local:N starts one here).",
+        ),
+    ] = None,
     progress: Annotated[
         ProgressMode, typer.Option(help="Bars on a terminal, plain lines elsewhere.")
     ] = ProgressMode.AUTO,
@@ -183,8 +192,12 @@ def command(
         )
         _check_sources(urls, input_file, output, checksum)
         digest = Checksum.parse(checksum) if checksum is not None else None
+        if dask is not None and output is not None:
+            raise UsageError("--dask writes into -P DIR; it cannot be used with -O")
     except UsageError as error:
         _fail(error)
+    if dask is not None:
+        raise typer.Exit(_run_on_dask(dask, urls, input_file, options, quiet))
     reporter = ConsoleReporter(
         mode=_mode(progress),
         quiet=quiet,
@@ -205,6 +218,41 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, ExitStatus]], ExitStat
         return asyncio.run
     run: Callable[[Coroutine[Any, Any, ExitStatus]], ExitStatus] = uvloop.run
     return run
+
+
+def _run_on_dask(
+    address: str, urls: list[str], input_file: str | None, options: Options, quiet: bool
+) -> int:
+    try:
+        from . import distributed
+    except ImportError:  # pragma: no cover - the extra is part of the dev install
+        _fail(UsageError("--dask needs the dask extra: pip install 'aiowget[dask]'"))
+    settings = {f.name: getattr(options, f.name) for f in fields(Options)}
+    directory = settings.pop("directory")
+
+    def shard_done(shard: int, report: distributed.Report) -> None:
+        if not quiet:
+            finished = report.shards_done + len(report.shards_failed)
+            typer.echo(
+                f"[+] shard {shard} ({finished}/{report.shards}): {report.saved} saved, "
+                f"{report.skipped} skipped, {report.failed} failed so far",
+                err=True,
+            )
+
+    source: list[str] | str = input_file if input_file not in (None, STDIN) else urls
+    if input_file == STDIN:
+        source = [*urls, *sys.stdin]
+    report = distributed.download(
+        source, directory, address=address, on_shard=shard_done, **settings
+    )
+    for shard, reason in report.shards_failed.items():
+        typer.echo(f"[-] shard {shard}: {reason}", err=True)
+    typer.echo(
+        f"[=] {report.shards_done}/{report.shards} shards done, {report.saved} saved, "
+        f"{report.skipped} skipped, {report.failed} failed",
+        err=True,
+    )
+    return int(report.exit_status)
 
 
 def _mode(progress: ProgressMode) -> ProgressMode:

@@ -9,7 +9,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -321,7 +320,8 @@ def meta(quick: bool) -> dict[str, object]:
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "quick": quick,
-        "uname": " ".join(platform.uname()),
+        "uname": version(["uname", "-a"]),
+        "aiowget_commit": version(["git", "-C", str(HERE.parent), "rev-parse", "HEAD"]),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "versions": {name: version(argv) for name, argv in tools.items()},
@@ -331,7 +331,8 @@ def meta(quick: bool) -> dict[str, object]:
 def save(info: dict[str, object], scs: list[Scenario], tgts: list[dict[str, object]]) -> None:
     tools = [[{**asdict(c), "status": status(c)} for c in s.cases] for s in scs]
     rows = [{**asdict(s), "cases": t} for s, t in zip(scs, tools, strict=True)]
-    path = HERE / "results" / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    suffix = "-quick" if info["quick"] else ""
+    path = HERE / "results" / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}{suffix}.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps({**info, "scenarios": rows, "targets": tgts}, indent=1) + "\n")
     print(f"\nwrote {path}", file=sys.stderr)

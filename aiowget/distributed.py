@@ -1,0 +1,303 @@
+"""Past one machine: one job of many URLs, cut into shards, run on a Dask cluster.
+
+`pip install aiowget[dask]`. The input is cut into shard files under the output directory, as a
+stream; each Dask task gets only `(directory, shard)` and runs one aiowget `Downloader` over
+that shard in an event loop of its own (`run_shard`, which knows nothing of Dask, so a Ray or
+Slurm adapter needs only to call it). The directory must be visible to every worker.
+
+Layout of the output directory OUT:
+
+    OUT/shard-00000/NAME            the files of shard 0 (names are unique within a shard)
+    OUT/.aiowget/plan.json          how many shards the input made (written once, last)
+    OUT/.aiowget/00000.urls         shard 0's input lines, as given
+    OUT/.aiowget/00000.jsonl        its manifest: one JSON object per URL
+    OUT/.aiowget/00000.done.json    its summary, written last and atomically
+
+A shard is done exactly when its `.done.json` exists: a rerun submits only the others, and
+inside a shard complete files are skipped (and recorded with a checksum read from disk) and
+`.part` files resume as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+
+from .downloader import Downloader
+from .errors import ExitStatus, UsageError, combine_exit_statuses
+from .inputfile import InputFile
+from .models import Outcome, Result
+
+__all__ = ["Report", "ShardPaths", "download", "plan_shards", "run_shard"]
+
+STATE = ".aiowget"
+_MANIFEST_BATCH = 256  # manifest lines per write
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPaths:
+    """Where shard `shard` of a job in `directory` keeps its input, files and records."""
+
+    directory: Path
+    shard: int
+
+    @property
+    def files(self) -> Path:
+        return self.directory / f"shard-{self.shard:05d}"
+
+    def _state(self, suffix: str) -> Path:
+        return self.directory / STATE / f"{self.shard:05d}{suffix}"
+
+    @property
+    def urls(self) -> Path:
+        return self._state(".urls")
+
+    @property
+    def manifest(self) -> Path:
+        return self._state(".jsonl")
+
+    @property
+    def status(self) -> Path:
+        return self._state(".done.json")
+
+
+@dataclasses.dataclass
+class Report:
+    """What a distributed job did: shards and URL outcomes, counted."""
+
+    shards: int = 0
+    shards_done: int = 0
+    shards_failed: dict[int, str] = dataclasses.field(default_factory=dict)
+    saved: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes: int = 0
+    exit_status: ExitStatus = ExitStatus.OK
+
+    def add(self, summary: dict[str, Any]) -> None:
+        self.shards_done += 1
+        for key in ("saved", "skipped", "failed", "bytes"):
+            setattr(self, key, getattr(self, key) + int(summary[key]))
+        self.exit_status = combine_exit_statuses((self.exit_status, int(summary["exit_status"])))
+
+    def fail(self, shard: int, reason: str) -> None:
+        self.shards_failed[shard] = reason
+        self.exit_status = combine_exit_statuses((self.exit_status, ExitStatus.GENERIC))
+
+
+# Cutting the input -----------------------------------------------------------------------------
+
+
+def plan_shards(source: Iterable[str] | str | os.PathLike[str], directory: Path, size: int) -> int:
+    """Cut the input into shard files of `size` lines (streamed); return how many there are.
+
+    Done once per job: a rerun finds `plan.json` and keeps the shards it made."""
+    plan = directory / STATE / "plan.json"
+    if plan.exists():
+        return int(json.loads(plan.read_text())["shards"])
+    if size < 1:
+        raise UsageError(f"shard_size must be at least 1, got {size}")
+    (directory / STATE).mkdir(parents=True, exist_ok=True)
+    count = 0
+    with _lines(source) as lines:
+        for count, batch in enumerate(_batches(lines, size), start=1):
+            _write_atomically(ShardPaths(directory, count - 1).urls, "".join(batch))
+    _write_atomically(plan, json.dumps({"shards": count, "shard_size": size}))
+    return count
+
+
+@contextmanager
+def _lines(source: Iterable[str] | str | os.PathLike[str]) -> Iterator[Iterator[str]]:
+    if isinstance(source, str | os.PathLike):
+        with open(source, encoding="utf-8", errors="replace") as file:
+            yield _useful(file)
+    else:
+        yield _useful(source)
+
+
+def _useful(lines: Iterable[str]) -> Iterator[str]:
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield text + "\n"
+
+
+def _batches(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    while batch := list(itertools.islice(lines, size)):
+        yield batch
+
+
+# One shard, anywhere -------------------------------------------------------------------------
+
+
+def run_shard(
+    directory: str | os.PathLike[str], shard: int, options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Download shard `shard` of the job in `directory` with the `Downloader` options given;
+    return its summary. Engine-free: any scheduler (Dask, Ray, Slurm, a shell loop) may call
+    it, in any process."""
+    paths = ShardPaths(Path(directory), shard)
+    if paths.status.exists():
+        summary: dict[str, Any] = json.loads(paths.status.read_text())
+        return summary
+    return asyncio.run(_run_shard(paths, dict(options or {})))
+
+
+async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"shard": paths.shard, "saved": 0, "skipped": 0, "failed": 0}
+    summary.update(bytes=0, exit_status=0)
+    source = await InputFile.open(paths.urls)
+    settings = {**options, "directory": paths.files, "compute_sha256": True}
+    temporary = paths.manifest.with_name(paths.manifest.name + ".tmp")
+    lines: list[str] = []
+    async with aiofiles.open(temporary, "w", encoding="utf-8") as manifest:
+        async with Downloader(**settings) as downloader:
+            async for result in downloader.iter_download(source.jobs()):
+                lines.append(json.dumps(await _record(result)) + "\n")
+                _count(summary, result)
+                if len(lines) >= _MANIFEST_BATCH:
+                    await manifest.write("".join(lines))
+                    lines.clear()
+        await manifest.write("".join(lines))
+    await aiofiles.os.replace(temporary, paths.manifest)
+    await asyncio.to_thread(_write_atomically, paths.status, json.dumps(summary))
+    return summary
+
+
+async def _record(result: Result) -> dict[str, Any]:
+    """The manifest line; a file skipped as already there is measured and hashed from disk."""
+    size, sha256 = result.size, result.sha256
+    if result.outcome is Outcome.SKIPPED and result.path is not None:
+        size, sha256 = await asyncio.to_thread(_measure, result.path)
+    return {
+        "url": result.url,
+        "path": None if result.path is None else str(result.path),
+        "outcome": result.outcome.value,
+        "bytes": size,
+        "sha256": sha256,
+        "error": None if result.error is None else str(result.error),
+    }
+
+
+def _count(summary: dict[str, Any], result: Result) -> None:
+    summary[result.outcome.value] += 1
+    summary["bytes"] += result.size
+    summary["exit_status"] = int(
+        combine_exit_statuses((summary["exit_status"], result.exit_status))
+    )
+
+
+def _measure(path: Path) -> tuple[int, str | None]:
+    if not path.is_file():
+        return 0, None
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return path.stat().st_size, digest.hexdigest()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+# The job, on Dask ----------------------------------------------------------------------------
+
+
+def download(
+    urls_or_input_file: Iterable[str] | str | os.PathLike[str],
+    directory: str | os.PathLike[str],
+    *,
+    client: Any = None,
+    address: str | None = None,
+    shard_size: int = 10_000,
+    max_shard_retries: int = 2,
+    on_shard: Callable[[int, Report], None] | None = None,
+    **downloader_options: Any,
+) -> Report:
+    """Run the job on a Dask cluster: `client`, or one at `address` (`local:N` starts a
+    LocalCluster of N worker processes here). Blocks until every shard is done or failed."""
+    from distributed import as_completed
+
+    target = Path(directory)
+    report = Report(shards=plan_shards(urls_or_input_file, target, shard_size))
+    pending = []
+    for shard in range(report.shards):
+        status = ShardPaths(target, shard).status
+        if status.exists():
+            report.add(json.loads(status.read_text()))
+        else:
+            pending.append(shard)
+    with _connected(client, address) as dask:
+        futures = {
+            dask.submit(
+                run_shard,
+                str(target),
+                shard,
+                downloader_options,
+                key=f"aiowget-{target.resolve()}-{shard}",
+                retries=max_shard_retries,
+                pure=False,
+            ): shard
+            for shard in pending
+        }
+        for future in as_completed(futures):
+            shard = futures.pop(future)
+            if future.status == "finished":
+                report.add(future.result())
+            else:
+                report.fail(shard, repr(future.exception()))
+            future.release()  # a worker that dies later must not make Dask run it again
+            if on_shard is not None:
+                on_shard(shard, report)
+    return report
+
+
+@contextmanager
+def _connected(client: Any, address: str | None) -> Iterator[Any]:
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    if address is None or address.startswith("local:"):
+        workers = int(address.partition(":")[2] or os.cpu_count() or 1) if address else None
+        with (
+            LocalCluster(
+                n_workers=workers, threads_per_worker=1, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as own,
+        ):
+            yield own
+    else:
+        with Client(address) as own:
+            yield own
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m aiowget.distributed run-shard OUT N`: one shard by hand (batch schedulers)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or args[0] != "run-shard" or not args[2].isdigit():
+        print("usage: python -m aiowget.distributed run-shard OUT N", file=sys.stderr)
+        return int(ExitStatus.USAGE)
+    summary = run_shard(args[1], int(args[2]))
+    print(json.dumps(summary))
+    return int(summary["exit_status"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

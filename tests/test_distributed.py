@@ -1,0 +1,234 @@
+"""A job in shards on a real Dask LocalCluster (two worker processes) and a local server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import dask
+import psutil
+import pytest
+from aiohttp import web
+from distributed import Client, LocalCluster
+
+from aiowget import distributed
+from aiowget.demo import serving
+from aiowget.naming import flat_name
+
+
+COUNT, SHARD = 1200, 300  # four shards
+
+
+def content(n: str) -> bytes:
+    return f"file {n}\n".encode() * 50
+
+
+class Site:
+    """A server in a thread of its own: the Dask client blocks the test's thread."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.on_request: Any = None
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["n"]
+        with self.lock:
+            self.requests[name] += 1
+        if self.on_request is not None:
+            self.on_request(name, request)
+        return web.Response(body=content(name))
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[Site, str]]:
+    site = Site()
+    app = web.Application()
+    app.router.add_get("/{n}", site.handler)
+    with serving(app) as base:
+        yield site, base
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[Client]:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            local_directory=tmp_path / "dask",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def urls(base: str, count: int = COUNT) -> list[str]:
+    return [f"{base}/{n}" for n in range(count)]
+
+
+def run(**kwargs: Any) -> distributed.Report:
+    # Bounded: a job that hangs fails the test instead of the whole run.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(distributed.download, **kwargs).result(timeout=240)
+
+
+def assert_complete(out: Path, base: str, count: int = COUNT) -> None:
+    for n, url in enumerate(urls(base, count)):
+        shard = n // SHARD
+        path = out / f"shard-{shard:05d}" / flat_name(url)
+        assert path.read_bytes() == content(str(n))
+    assert not list(out.rglob("*.part"))
+
+
+def test_round_trip(site: tuple[Site, str], client: Client, tmp_path: Path) -> None:
+    server, base = site
+    out = tmp_path / "out"
+
+    report = run(
+        urls_or_input_file=urls(base), directory=out, client=client, shard_size=SHARD, jobs=8
+    )
+
+    assert (report.shards, report.shards_done, report.saved) == (4, 4, COUNT)
+    assert report.exit_status == 0
+    assert not report.shards_failed
+    assert_complete(out, base)
+    records = [
+        json.loads(line)
+        for shard in range(4)
+        for line in distributed.ShardPaths(out, shard).manifest.read_text().splitlines()
+    ]
+    assert len(records) == COUNT
+    for record in records:
+        n = record["url"].rsplit("/", 1)[1]
+        assert record["outcome"] == "saved"
+        assert record["sha256"] == hashlib.sha256(content(n)).hexdigest()
+    assert set(server.requests.values()) == {1}
+
+
+def test_killed_worker_reruns_only_its_shard(
+    site: tuple[Site, str], client: Client, tmp_path: Path
+) -> None:
+    server, base = site
+    victim = next(iter(client.run(os.getpid).values()))
+    killed = threading.Event()
+
+    def kill_once(name: str, request: web.Request) -> None:
+        if sum(server.requests.values()) >= COUNT // 3 and not killed.is_set():
+            killed.set()
+            os.kill(victim, signal.SIGKILL)
+
+    server.on_request = kill_once
+    out = tmp_path / "out"
+
+    report = run(urls_or_input_file=urls(base), directory=out, client=client, shard_size=SHARD)
+
+    assert killed.is_set()
+    assert report.shards_done == 4
+    assert report.exit_status == 0
+    assert_complete(out, base)
+    again = {int(name) // SHARD for name, times in server.requests.items() if times > 1}
+    assert len(again) <= 1  # only the shard that was in flight on the dead worker
+
+
+def test_rerun_submits_only_unfinished_shards(
+    site: tuple[Site, str], client: Client, tmp_path: Path
+) -> None:
+    server, base = site
+    out = tmp_path / "out"
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls(base)) + "\n")
+    distributed.plan_shards(listing, out, SHARD)
+    done = {"saved": SHARD, "skipped": 0, "failed": 0, "bytes": 0, "exit_status": 0}
+    for shard in (0, 1):  # an interrupted earlier run finished these two
+        distributed.ShardPaths(out, shard).status.write_text(json.dumps({"shard": shard, **done}))
+
+    report = run(urls_or_input_file=listing, directory=out, client=client, shard_size=SHARD)
+
+    assert report.shards_done == 4
+    assert {int(name) // SHARD for name in server.requests} == {2, 3}
+
+
+def test_run_shard_by_hand_twice(site: tuple[Site, str], tmp_path: Path) -> None:
+    server, base = site
+    out = tmp_path / "out"
+    distributed.plan_shards(urls(base, 50), out, 50)
+    command = [sys.executable, "-m", "aiowget.distributed", "run-shard", str(out), "0"]
+
+    first = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    asked = sum(server.requests.values())
+    distributed.ShardPaths(out, 0).status.unlink()  # as if the status had been lost
+    second = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+    assert first.returncode == second.returncode == 0
+    assert json.loads(first.stdout)["saved"] == 50
+    assert json.loads(second.stdout)["skipped"] == 50  # complete files: nothing fetched
+    assert sum(server.requests.values()) == asked == 50
+    manifest = distributed.ShardPaths(out, 0).manifest.read_text().splitlines()
+    assert all(json.loads(line)["sha256"] for line in manifest)  # hashed from disk
+
+
+def asking_process(request: web.Request) -> int:
+    """The pid at the other end of the request's connection (both ends are on this machine)."""
+    assert request.transport is not None
+    port = request.transport.get_extra_info("peername")[1]
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.laddr and connection.laddr.port == port and connection.pid:
+            return int(connection.pid)
+    raise AssertionError(f"no process owns port {port}")
+
+
+def test_shard_whose_workers_keep_dying_is_reported_failed(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    server, base = site
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            local_directory=tmp_path / "dask",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+
+        def poison(name: str, request: web.Request) -> None:
+            if name == "poison":  # whichever process asks for it dies, every time
+                os.kill(asking_process(request), signal.SIGKILL)
+
+        server.on_request = poison
+        listing = [*urls(base, 20), f"{base}/poison"]  # the last shard: just the poison
+
+        report = run(
+            urls_or_input_file=listing, directory=tmp_path / "out", client=client, shard_size=10
+        )
+
+    assert list(report.shards_failed) == [2]
+    assert report.shards_done == 2
+    assert report.exit_status == 1
+
+
+def test_command_line_runs_on_a_local_cluster(site: tuple[Site, str], tmp_path: Path) -> None:
+    _, base = site
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls(base, 40)) + "\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "aiowget", "--dask", "local:2", "-i", str(listing), "-P"]
+
+    done = subprocess.run([*command, str(out)], capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert "[+] shard 0 (1/1): 40 saved" in done.stderr
+    assert "1/1 shards done, 40 saved, 0 skipped, 0 failed" in done.stderr
+    assert_complete(out, base, 40)
