@@ -25,7 +25,6 @@ from aiowget import distributed
 from aiowget.demo import serving
 from aiowget.naming import flat_name
 
-
 COUNT, SHARD = 1200, 300  # four shards
 
 
