@@ -1,7 +1,5 @@
 """The command line: flags -> `Options`, `asyncio.run`, exit status. Nothing else."""
 
-from __future__ import annotations
-
 import asyncio
 import signal
 import sys

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from aiowget.console import MAX_BARS, ConsoleReporter, ProgressMode, format_size
+from aiowget.bars import MAX_BARS
+from aiowget.console import ConsoleReporter, ProgressMode, format_size
 from aiowget.errors import HTTPStatusError
 from aiowget.models import Finished, Outcome, Progress, Result, Retrying, Started
 
