@@ -1,10 +1,11 @@
 """The command line: flags -> `Options`, `asyncio.run`, exit status. Nothing else."""
 
 import asyncio
+import itertools
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -237,9 +238,9 @@ def _run_on_dask(
                 err=True,
             )
 
-    source: list[str] | str = input_file if input_file not in (None, STDIN) else urls
+    source: Iterable[str] | str = input_file if input_file not in (None, STDIN) else urls
     if input_file == STDIN:
-        source = [*urls, *sys.stdin]
+        source = itertools.chain(urls, sys.stdin)  # streamed into shards, never held whole
     report = distributed.download(
         source, directory, address=address, on_shard=shard_done, **settings
     )
