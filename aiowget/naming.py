@@ -181,6 +181,8 @@ def _segment(raw: str) -> str:
 
 
 def _escape(text: str) -> str:
+    if text.isprintable():  # every unsafe category is unprintable: the usual, fast case
+        return text
     return "".join(
         "".join(f"%{byte:02X}" for byte in char.encode(errors="surrogatepass"))
         if is_unsafe_char(char)

@@ -73,17 +73,21 @@ class PartFile:
         self._file: AsyncBufferedIOBase | None = None
         self._fd: int | None = None  # for positional writes of a split download
         self._committed = False
+        self._touched = True  # unless probed: there may be a .part or sidecar to remove
 
     @classmethod
-    async def load(cls, path: Path, url: str) -> PartFile:
-        """The `.part` an earlier run left for `url`, or an empty one."""
+    async def probe(cls, path: Path, url: str, resume: bool) -> tuple[bool, PartFile]:
+        """In one hop: whether the final file is there, and the `.part` an earlier run left
+        for `url` (when `resume`), or an empty one."""
         sink = cls(path)
-        sink.offset, sink.state = await asyncio.to_thread(_read_existing, sink, url)
-        return sink
+        there, sink.offset, sink.state = await asyncio.to_thread(_probe, sink, url, resume)
+        sink._touched = sink.state is not None
+        return there, sink
 
     async def begin(self, state: PartState, from_zero: bool) -> None:
         """Open for writing, from the first byte or appending at `offset`."""
         await self._close()
+        self._touched = True
         if from_zero:
             self.offset = 0
         if from_zero or state != self.state:
@@ -113,6 +117,7 @@ class PartFile:
         """Open for writes at any offset: a new .part of the total size, or the one to resume."""
         assert state.total is not None
         await self._close()
+        self._touched = True
         await self.save(state)
         fd, cancelled = await _to_completion(
             asyncio.to_thread(_open_sized, self.part, state.total if fresh else None)
@@ -157,7 +162,7 @@ class PartFile:
 
     async def _release(self, keep: bool) -> None:
         await self._close()
-        if not keep:
+        if not keep and self._touched:  # nothing was written: nothing to remove
             await _remove(self.part)
             await _remove(self.meta)
 
@@ -298,6 +303,13 @@ def _write_all_at(fd: int, data: bytes | bytearray, offset: int) -> None:
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
+
+
+def _probe(sink: PartFile, url: str, resume: bool) -> tuple[bool, int, PartState | None]:
+    # lexists: a dangling symlink at the final name counts as there, and is never followed.
+    there = os.path.lexists(sink.path)
+    offset, state = _read_existing(sink, url) if resume else (0, None)
+    return there, offset, state
 
 
 def _read_existing(sink: PartFile, url: str) -> tuple[int, PartState | None]:

@@ -119,6 +119,7 @@ class _Transfer:
         self.attempts = 0
         self.announced = False
         self.may_split = True
+        self.sink: PartFile | None = None  # set with the path, by one look at the disk
         wanted = job.checksum is not None or self.options.compute_sha256
         self.digest = _Digest(job.checksum, self.options.compute_sha256) if wanted else None
         self.progress_at = 0.0
@@ -193,7 +194,9 @@ class _Transfer:
         return await self._may_write(self.path)
 
     async def _may_write(self, path: Path) -> bool:
-        if self.options.if_exists is IfExists.SKIP and await exists(path):
+        # One hop to the disk: is the final file there, and is there a .part to resume?
+        there, self.sink = await PartFile.probe(path, self.job.url, self.options.continue_partial)
+        if self.options.if_exists is IfExists.SKIP and there:
             self.note = "already there"
             return False
         return True
@@ -209,11 +212,8 @@ class _Transfer:
     # Fetching --------------------------------------------------------------------------
 
     async def _fetch_to_file(self, url: str) -> None:
-        assert self.path is not None
-        sink = PartFile(self.path)
-        if self.options.continue_partial:
-            sink = await PartFile.load(self.path, url)
-        await self._fetch(url, sink)
+        assert self.path is not None and self.sink is not None and self.sink.path == self.path
+        await self._fetch(url, self.sink)
 
     async def _fetch(self, url: str, sink: Sink) -> None:
         try:
