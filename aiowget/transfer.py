@@ -212,7 +212,9 @@ class _Transfer:
     # Fetching --------------------------------------------------------------------------
 
     async def _fetch_to_file(self, url: str) -> None:
-        assert self.path is not None and self.sink is not None and self.sink.path == self.path
+        # _may_write probed this very path, and kept what it found.
+        assert self.sink is not None
+        assert self.sink.path == self.path
         await self._fetch(url, self.sink)
 
     async def _fetch(self, url: str, sink: Sink) -> None:
