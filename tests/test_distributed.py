@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,11 @@ def site() -> Iterator[tuple[Site, str]]:
         yield site, base
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[Client]:
+@contextmanager
+def local_client(tmp_path: Path, **config: Any) -> Iterator[Client]:
+    """A LocalCluster of two worker processes (one thread each) and a client of it."""
     with (
+        dask.config.set(config),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -69,6 +72,12 @@ def client(tmp_path: Path) -> Iterator[Client]:
         ) as cluster,
         Client(cluster) as client,
     ):
+        yield client
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[Client]:
+    with local_client(tmp_path) as client:
         yield client
 
 
@@ -191,16 +200,7 @@ def test_shard_whose_workers_keep_dying_is_reported_failed(
     site: tuple[Site, str], tmp_path: Path
 ) -> None:
     server, base = site
-    with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            local_directory=tmp_path / "dask",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_client(tmp_path, **{"distributed.scheduler.allowed-failures": 1}) as client:
 
         def poison(name: str, request: web.Request) -> None:
             if name == "poison":  # whichever process asks for it dies, every time
