@@ -191,8 +191,13 @@ def command(
         )
         _check_sources(urls, input_file, output, checksum)
         digest = Checksum.parse(checksum) if checksum is not None else None
-        if dask is not None and output is not None:
-            raise UsageError("--dask writes into -P DIR; it cannot be used with -O")
+        if dask is not None and (output is not None or json_output):
+            raise UsageError(
+                "--dask writes into -P DIR and its manifests (DIR/.aiowget/*.jsonl): "
+                "it cannot be used with -O or --json"
+            )
+        if json_output and output == STDIN:
+            raise UsageError("--json and -O - would both write to stdout")
     except UsageError as error:
         _fail(error)
     if dask is not None:

@@ -112,6 +112,9 @@ async def test_output_to_stdout(serve: ServeFactory, tmp_path: Path) -> None:
         ("--naming", "tree", "http://a/"),
         ("--if-exists", "ask", "http://a/"),
         ("-T", "0", "http://a/"),
+        ("--json", "-O", "-", "http://a/"),
+        ("--dask", "local:1", "--json", "http://a/"),
+        ("--dask", "local:1", "-O", "x", "http://a/"),
     ],
 )
 async def test_usage_errors_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
