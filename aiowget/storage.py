@@ -129,7 +129,13 @@ class PartFile:
 
     async def write_at(self, offset: int, data: bytes | bytearray) -> None:
         assert self._fd is not None
-        await asyncio.to_thread(_write_all_at, self._fd, data, offset)
+        # Never left running when cancelled: the descriptor is closed afterwards, and its
+        # number could be handed to another file while a write still held it.
+        _, cancelled = await _to_completion(
+            asyncio.to_thread(_write_all_at, self._fd, data, offset)
+        )
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def save(self, state: PartState) -> None:
         """Record `state` in the sidecar (atomically)."""
