@@ -28,7 +28,7 @@ test: lint
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
-# Needs nginx, curl and aria2 (sudo apt-get install -y nginx curl aria2); see benchmarks/.
+# Needs nginx, curl, aria2 and GNU time (sudo apt-get install -y nginx curl aria2 time); see benchmarks/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/bench_dask.py
