@@ -1,6 +1,7 @@
 """The command line: flags -> `Options`, `asyncio.run`, exit status. Nothing else."""
 
 import asyncio
+import importlib.util
 import itertools
 import signal
 import sys
@@ -227,10 +228,10 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, ExitStatus]], ExitStat
 def _run_on_dask(
     address: str, urls: list[str], input_file: str | None, options: Options, quiet: bool
 ) -> int:
-    try:
-        from . import distributed
-    except ImportError:  # pragma: no cover - the extra is part of the dev install
+    if importlib.util.find_spec("distributed") is None:  # pragma: no cover - in the dev extra
         _fail(UsageError("--dask needs the dask extra: pip install 'aiowget[dask]'"))
+    from . import distributed
+
     settings = {f.name: getattr(options, f.name) for f in fields(Options)}
     directory = settings.pop("directory")
 
