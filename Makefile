@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/python -m aiowget.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check aiowget tests
-	$(BIN)/ruff format --check aiowget tests
+	$(BIN)/ruff check aiowget tests benchmarks
+	$(BIN)/ruff format --check aiowget tests benchmarks
 	$(BIN)/mypy --strict
 
 test: lint
