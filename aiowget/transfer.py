@@ -237,9 +237,9 @@ class _Transfer:
             except AiowgetError as error:
                 if attempt >= self.options.retries or not is_retryable(error):
                     raise
-                await self._pause(url, attempt, error)
+                await self._pause(attempt, error)
 
-    async def _pause(self, url: str, attempt: int, error: AiowgetError) -> None:
+    async def _pause(self, attempt: int, error: AiowgetError) -> None:
         options = self.options
         delay = retry_delay(
             error,
@@ -311,7 +311,7 @@ class _Transfer:
         return self.ctx.host_slot(origin(url))
 
     async def pause(self, attempt: int, error: AiowgetError) -> None:
-        await self._pause(self.job.url, attempt, error)
+        await self._pause(attempt, error)
 
     async def report(self, received: int, total: int | None) -> None:
         """Progress, a few times a second."""
