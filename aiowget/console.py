@@ -18,7 +18,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .models import Event, Finished, Outcome, Progress, Result, Retrying, Started, Tally
+from .models import Event, Finished, Notice, Outcome, Progress, Result, Retrying, Started, Tally
+from .storage import part_path
 from .text import printable, redact_url
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ class ConsoleReporter:
         """Say what was left unfinished; resumable .part files stay for the next run."""
         self.stop()
         for url, path in self._in_flight.items():
-            kept = f" (kept {path}.part)" if path is not None and _exists(f"{path}.part") else ""
+            part = None if path is None else part_path(path)
+            kept = f" (kept {part})" if part is not None and _exists(part) else ""
             await self.write(f"[!] unfinished {redact_url(url)}{kept}")
         await self.write(
             f"aiowget: interrupted; {len(self._in_flight)} unfinished, "
@@ -134,6 +136,8 @@ class ConsoleReporter:
             return result_line(event.result) if failed or self._per_file_lines() else None
         if isinstance(event, Retrying):
             return None if self._quiet else retry_line(event)
+        if isinstance(event, Notice):
+            return None if self._quiet else f"[!] {redact_url(event.url)}: {event.message}"
         if isinstance(event, Started) and self._per_file_lines() and self._bars is None:
             target = "standard output" if event.path is None else str(event.path)
             return f"[*] saving {redact_url(event.url)} to {target}"
@@ -209,6 +213,6 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _exists(path: str) -> bool:
+def _exists(path: Path) -> bool:
     # Only at interruption, once per unfinished file: a blocking stat is harmless here.
     return os.path.exists(path)

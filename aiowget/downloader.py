@@ -35,7 +35,7 @@ from .errors import UsageError
 from .models import Event, Job, Options, Result, Results
 from .naming import NameRegistry
 from .policy import TokenBucket
-from .storage import ensure_directory
+from .storage import ensure_directory, remove_empty_work_dirs
 from .transfer import Context, transfer
 
 __all__ = ["Downloader", "JobSource", "download"]
@@ -117,8 +117,10 @@ class Downloader:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks)
-        if self._context is not None and self._given_session is None:
-            await self._context.session.close()
+        if self._context is not None:
+            await remove_empty_work_dirs(self._context.work_dirs)
+            if self._given_session is None:
+                await self._context.session.close()
         self._context = None
 
     async def prepare_directory(self) -> None:

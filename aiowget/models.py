@@ -19,6 +19,7 @@ __all__ = [
     "IfExists",
     "Job",
     "Naming",
+    "Notice",
     "Options",
     "Outcome",
     "PartState",
@@ -280,8 +281,17 @@ class Retrying:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something worth saying once about `url` that is not a failure: waiting for another
+    transfer of the same file, or fetching from the first byte what could not be resumed."""
+
+    url: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Finished:
     result: Result
 
 
-Event = Started | Progress | Retrying | Finished
+Event = Started | Progress | Retrying | Notice | Finished

@@ -1,9 +1,10 @@
 """URL or Content-Disposition -> a safe file name inside the target directory. Pure.
 
 Every name made here is a single path component (no `/`, `\\`, NUL or other control character),
-never empty, `.` or `..`, and at most `NAME_LIMIT` bytes of UTF-8, which leaves room under the
-255-byte limit of common file systems for the `.part` suffix (and the resume sidecar) beside it.
-The same URL always gives the same name; `NameRegistry` keeps names unique within a run.
+never empty, `.` or `..`, never `WORK_DIR` (the folder of working files beside the final ones),
+and at most `NAME_LIMIT` bytes of UTF-8, which leaves room under the 255-byte limit of common
+file systems for the `.part` and `.meta` suffixes of its working files. The same URL always
+gives the same name; `NameRegistry` keeps names unique within a run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .text import is_unsafe_char
 
 __all__ = [
     "NAME_LIMIT",
+    "WORK_DIR",
     "NameRegistry",
     "basename_name",
     "disposition_name",
@@ -28,8 +30,11 @@ __all__ = [
 ]
 
 MAX_NAME_BYTES = 255
-# ".part" and a sidecar suffix must still fit beside the final name.
+# ".part" and a sidecar suffix must still fit after the final name.
 NAME_LIMIT = MAX_NAME_BYTES - 16
+# Working files (`NAME.part`, `NAME.meta`) live in this folder beside the final files: a
+# namespace of their own, so that no final name can ever meet another download's working file.
+WORK_DIR = ".aiowget"
 DEFAULT_BASENAME = "index.html"
 _HASH_CHARS = 8
 _MAX_EXTENSION_BYTES = 16
@@ -53,7 +58,7 @@ def basename_name(url: str) -> str:
     last = _segment(urlsplit(url).path.rsplit("/", 1)[-1])
     if last in ("", ".", ".."):
         return DEFAULT_BASENAME
-    return fit_length(last)
+    return fit_length(_unreserved(last))
 
 
 def disposition_name(header: str) -> str | None:
@@ -99,7 +104,7 @@ def safe_name(raw: str, *, from_server: bool = False) -> str | None:
         name = name.lstrip(".")
     if name in ("", ".", ".."):
         return None
-    return fit_length(name)
+    return fit_length(_unreserved(name))
 
 
 def fit_length(name: str, limit: int = NAME_LIMIT) -> str:
@@ -163,6 +168,11 @@ class NameRegistry:
 
     def is_taken(self, name: str) -> bool:
         return hash(name) in self._owners
+
+
+def _unreserved(name: str) -> str:
+    """The working folder's name is never a final name: its dot is escaped, as in a URL."""
+    return "%2E" + name[1:] if name == WORK_DIR else name
 
 
 def _host_port(parts: SplitResult) -> str:

@@ -44,9 +44,11 @@ __all__ = [
     "parse_rate",
     "parse_retry_after",
     "parse_size",
+    "part_matches",
     "plan_segments",
     "resume_headers",
     "retry_delay",
+    "same_validator",
     "splittable",
     "validator_of",
 ]
@@ -192,27 +194,66 @@ def parse_content_range(value: str | None) -> ContentRange | None:
 
 
 def validator_of(headers: Mapping[str, str]) -> str | None:
-    """The validator for If-Range: a strong ETag, else Last-Modified (RFC 9110 13.1.5)."""
-    etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
+    """The strong validator to resume with (`If-Range`, RFC 9110 13.1.5), or None.
+
+    A strong ETag; else a Last-Modified that RFC 9110 8.8.2.2 lets a client treat as strong: at
+    least 60 seconds older than the response's Date. A weak ETag, or a date with no Date to
+    compare it with, cannot tell two versions apart, so a `.part` made with it is never resumed.
+    """
+    etag = headers.get("ETag", "").strip()
+    if etag.startswith('"'):
         return etag
-    return headers.get("Last-Modified")
+    modified, date = headers.get("Last-Modified"), headers.get("Date")
+    if modified is None or date is None:
+        return None
+    older = _seconds_between(modified, date)
+    return modified.strip() if older is not None and older >= STRONG_DATE_MARGIN else None
+
+
+STRONG_DATE_MARGIN = 60.0
+
+
+def _seconds_between(earlier: str, later: str) -> float | None:
+    try:
+        first, second = (email.utils.parsedate_to_datetime(v) for v in (earlier, later))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if first.tzinfo is None or second.tzinfo is None:
+        return None
+    return (second - first).total_seconds()
 
 
 def can_resume(offset: int, state: PartState | None) -> bool:
-    """A .part is worth resuming when it holds bytes and something identifies the file."""
-    return offset > 0 and state is not None and (state.validator or state.total) is not None
+    """A .part is resumed only when it holds bytes and a strong validator names its version:
+    without one, a 206 could append another version's bytes (it is fetched again instead)."""
+    return offset > 0 and state is not None and state.validator is not None
+
+
+def part_matches(size: int, state: PartState) -> bool:
+    """Whether a `.part` of `size` bytes is what its sidecar describes: nothing else is resumed.
+
+    One stream: at most the total. Split: exactly the total, with segments that tile it."""
+    if state.segments is None:
+        return state.total is None or size <= state.total
+    return state.total is not None and size == state.total and _tiles(state.segments, state.total)
+
+
+def _tiles(segments: tuple[tuple[int, int, int], ...], total: int) -> bool:
+    expected = 0
+    for start, end, done in segments:
+        if start != expected or end < start or not 0 <= done <= end - start + 1:
+            return False
+        expected = end + 1
+    return bool(segments) and expected == total
 
 
 def resume_headers(offset: int, state: PartState | None) -> dict[str, str]:
-    """Range (and If-Range) for continuing at `offset`; empty when starting from zero."""
+    """Range and If-Range for continuing at `offset`; empty when starting from zero."""
     if not can_resume(offset, state):
         return {}
     assert state is not None
-    headers = {"Range": f"bytes={offset}-"}
-    if state.validator:
-        headers["If-Range"] = state.validator
-    return headers
+    assert state.validator is not None
+    return {"Range": f"bytes={offset}-", "If-Range": state.validator}
 
 
 def judge(
@@ -248,8 +289,17 @@ def _same_file(headers: Mapping[str, str], offset: int, state: PartState) -> boo
         return False
     if None not in (state.total, answered.total) and state.total != answered.total:
         return False
-    validator = validator_of(headers)
-    return not (state.validator and validator and validator != state.validator)
+    return same_validator(headers, state.validator)
+
+
+def same_validator(headers: Mapping[str, str], validator: str | None) -> bool:
+    """A 206 is of the version asked for: the validator it names, if any, is exactly ours (a
+    weak or different ETag, or another date, is another version)."""
+    if validator is None:
+        return True
+    field = "ETag" if validator.startswith('"') else "Last-Modified"
+    answered = headers.get(field)
+    return answered is None or answered.strip() == validator
 
 
 # Request options and the rate limit ------------------------------------------------------
@@ -356,6 +406,4 @@ def judge_segment(
     answered = parse_content_range(headers.get("Content-Range"))
     if status != 206 or answered != ContentRange(asked[0], asked[1], state.total):
         return Action.RESTART
-    validator = validator_of(headers)
-    same = not (state.validator and validator and validator != state.validator)
-    return Action.APPEND if same else Action.RESTART
+    return Action.APPEND if same_validator(headers, state.validator) else Action.RESTART

@@ -1,20 +1,36 @@
-"""Where a body lands: `NAME.part` with its sidecar, renamed to `NAME` once whole; or a stream.
+"""Where a body lands: a working file, renamed to its final name once whole; or a stream.
 
-The sidecar `NAME.part.meta` (JSON, written atomically before the first byte) remembers the
-URL, the validator (ETag or Last-Modified) and the total length of the file the `.part` holds,
-so that a later attempt or run can ask for the rest with `Range` and `If-Range`. Files here are
-opened without following symlinks; every file operation runs off the event loop.
+Working files live in a folder of their own beside the final files (`DIR/.aiowget/`), so no
+final name can ever be another download's working file:
+
+    DIR/NAME                  final: only ever a whole body, put there by one rename
+    DIR/.aiowget/NAME.part    the body as it arrives
+    DIR/.aiowget/NAME.meta    the sidecar (JSON, 0600): a hash of the URL, the strong validator,
+                              the total length and, for a split download, each segment's progress
+
+The `.part` is also the transfer's lock: it is opened (never following a symlink), locked with
+`flock` for the whole transfer, and truncated, written and renamed through that one descriptor.
+A second run (or a second call in this one) that finds it locked never writes, truncates or
+removes it; it waits and looks again. What the sidecar says is never more than the `.part`
+holds: the `.part` is emptied before a new sidecar is written, progress is saved only after
+the bytes it counts, and a `.part` that does not match its sidecar is never resumed.
+
+Every disk operation runs off the event loop and, once started, to its end: a cancellation
+that arrives meanwhile is raised after the bookkeeping has caught up with what was done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import json
 import os
 import stat
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
-from dataclasses import asdict
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, TypeVar
 
@@ -24,23 +40,39 @@ from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from .errors import LocalIOError, ProtocolError
 from .models import PartState
+from .naming import WORK_DIR
+from .policy import part_matches
 
 __all__ = [
     "META_SUFFIX",
     "PART_SUFFIX",
+    "Found",
     "PartFile",
     "Sink",
     "StreamSink",
     "ensure_directory",
     "exists",
+    "part_path",
+    "remove_empty_work_dirs",
+    "uninterrupted",
 ]
 
 T = TypeVar("T")
 
 PART_SUFFIX = ".part"
-META_SUFFIX = ".part.meta"
+META_SUFFIX = ".meta"
 _READ_SIZE = 1 << 20
 _NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def part_path(final: Path) -> Path:
+    """Where the body for `final` is written until it is whole."""
+    return final.parent / WORK_DIR / (final.name + PART_SUFFIX)
+
+
+def url_key(url: str) -> str:
+    """What a sidecar keeps to recognise its URL: a hash, so no password is ever on disk."""
+    return hashlib.sha256(url.encode(errors="surrogatepass")).hexdigest()
 
 
 class Hasher(Protocol):
@@ -61,129 +93,155 @@ class Sink(Protocol):
     async def release(self, keep: bool) -> None: ...
 
 
-class PartFile:
-    """The `.part` (and sidecar) of one final path."""
+class Found(Enum):
+    """What `PartFile.claim` found instead of a `.part` to write."""
 
-    def __init__(self, path: Path, offset: int = 0, state: PartState | None = None) -> None:
+    THERE = "the final file is there (and is to be skipped)"
+    BUSY = "another transfer holds the .part"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one look at the disk found, with the `.part` locked (`fd`)."""
+
+    fd: int
+    there: bool
+    size: int
+    state: PartState | None
+
+
+class PartFile:
+    """The locked `.part` (and sidecar) of one final path, from `claim` to `commit`/`release`."""
+
+    def __init__(self, path: Path, claim: Claim) -> None:
         self.path = path
-        self.part = path.with_name(path.name + PART_SUFFIX)
-        self.meta = path.with_name(path.name + META_SUFFIX)
-        self.offset = offset
-        self.state = state
-        self._file: AsyncBufferedIOBase | None = None
-        self._fd: int | None = None  # for positional writes of a split download
+        self.part = part_path(path)
+        self.meta = self.part.with_name(path.name + META_SUFFIX)
+        self.there = claim.there
+        self.offset = claim.size if claim.state is not None else 0
+        self.state = claim.state
+        self._fd: int | None = claim.fd
+        self._file: AsyncBufferedIOBase | None = None  # sequential writes, through aiofiles
         self._committed = False
-        self._touched = True  # unless probed: there may be a .part or sidecar to remove
 
     @classmethod
-    async def probe(cls, path: Path, url: str, resume: bool) -> tuple[bool, PartFile]:
-        """In one hop: whether the final file is there, and the `.part` an earlier run left
-        for `url` (when `resume`), or an empty one."""
-        sink = cls(path)
-        there, sink.offset, sink.state = await asyncio.to_thread(_probe, sink, url, resume)
-        sink._touched = sink.state is not None
-        return there, sink
+    async def claim(
+        cls, path: Path, url: str, *, resume: bool, skip_if_there: bool
+    ) -> PartFile | Found:
+        """Lock the `.part` of `path` and look at the disk, in one hop.
+
+        `Found.BUSY` while another transfer holds it; `Found.THERE` when `skip_if_there` and
+        the final file is there (before or after the lock: then nothing is left behind). The
+        sidecar is read when `resume`, and trusted only when it is for `url` and matches the
+        `.part`; otherwise the transfer starts from the first byte."""
+        part = part_path(path)
+        work = asyncio.to_thread(_claim, part, path, url if resume else None, skip_if_there)
+        claim, cancelled = await uninterrupted(work)
+        if isinstance(claim, Found):
+            if cancelled:
+                raise asyncio.CancelledError
+            return claim
+        sink = cls(path, claim)
+        if cancelled:  # unlocked at once; an empty .part made just now is not left behind
+            await sink.release(keep=claim.state is not None)
+            raise asyncio.CancelledError
+        return sink
 
     async def begin(self, state: PartState, from_zero: bool) -> None:
-        """Open for writing, from the first byte or appending at `offset`."""
-        await self._close()
-        self._touched = True
-        if from_zero:
-            self.offset = 0
-        if from_zero or state != self.state:
-            await asyncio.to_thread(_write_meta, self.meta, state)
-        self.state = state
-        self._file = await _open_shielded(self.part, None if from_zero else self.offset)
+        """Ready to append: from the first byte (the `.part` emptied before the new sidecar is
+        written), or at `offset` (anything past it cut)."""
+        await self._close_writer()
+        at = 0 if from_zero else self.offset
+        meta = state if from_zero or state != self.state else None
+        writer = await self._hop(_begin, self._locked(), self.meta, at, meta)
+        self.offset, self.state = at, state
+        self._file = aiofiles.threadpool.wrap(writer)
 
     async def write(self, data: bytes | bytearray) -> None:
         assert self._file is not None
-        await self._file.write(data)
+        # Run to its end even when cancelled, and counted: the bytes are in the file.
+        _, cancelled = await uninterrupted(self._file.write(data))
         self.offset += len(data)
+        if cancelled:
+            raise asyncio.CancelledError
 
-    async def write_whole(self, data: bytes | bytearray) -> None:
-        """A small body, complete and verified: .part, write, rename, in one thread hop.
+    async def write_whole(self, data: bytes | bytearray, state: PartState) -> None:
+        """A small body, complete and verified: written, renamed and unlocked in one thread hop.
 
         Small files dominate many-file jobs, and every hop costs more than the bytes do
         (NOTES-aiohttp.md); such a body is fetched again rather than resumed."""
-        await self._close()
-        _, cancelled = await _to_completion(
-            asyncio.to_thread(_write_whole, self.part, self.path, self.meta, data)
-        )
-        self.offset, self._committed = len(data), True
-        if cancelled:
-            raise asyncio.CancelledError
+        await self._close_writer()
+        fd, self._fd = self._locked(), None
+        self.offset, self.state, self._committed = len(data), state, True
+        await self._hop(_write_whole, fd, self.part, self.path, self.meta, data)
 
     async def begin_split(self, state: PartState, fresh: bool) -> None:
-        """Open for writes at any offset: a new .part of the total size, or the one to resume."""
+        """Ready for writes at any offset: a `.part` of the total size, emptied first when
+        `fresh`, or the one being resumed (whose size `claim` checked)."""
         assert state.total is not None
-        await self._close()
-        self._touched = True
-        await self.save(state)
-        fd, cancelled = await _to_completion(
-            asyncio.to_thread(_open_sized, self.part, state.total if fresh else None)
-        )
-        self._fd = fd
+        await self._close_writer()
+        await self._hop(_begin_split, self._locked(), self.meta, state, fresh)
+        self.state = state
         self.offset = state.total  # the file spans it all; the sidecar says what is filled
-        if cancelled:
-            raise asyncio.CancelledError
 
     async def write_at(self, offset: int, data: bytes | bytearray) -> None:
-        assert self._fd is not None
-        # Never left running when cancelled: the descriptor is closed afterwards, and its
-        # number could be handed to another file while a write still held it.
-        _, cancelled = await _to_completion(
-            asyncio.to_thread(_write_all_at, self._fd, data, offset)
-        )
-        if cancelled:
-            raise asyncio.CancelledError
+        await self._hop(_write_all_at, self._locked(), data, offset)
 
     async def save(self, state: PartState) -> None:
-        """Record `state` in the sidecar (atomically)."""
-        await asyncio.to_thread(_write_meta, self.meta, state)
+        """Record `state` in the sidecar (atomically); only after the bytes it counts."""
+        await self._hop(_write_meta, self.meta, state)
         self.state = state
+
+    async def size(self) -> int:
+        """The `.part`'s real size on disk."""
+        return await self._hop(lambda fd: os.fstat(fd).st_size, self._locked())
 
     async def hash_into(self, hasher: Hasher, start: int) -> None:
         """Feed bytes `start`..`offset` of the .part to `hasher` (to resume a checksum)."""
-        await asyncio.to_thread(_hash_range, self.part, hasher, start, self.offset)
+        if self._file is not None:
+            await self._hop_awaitable(self._file.flush())
+        await self._hop(_hash_range, self._locked(), hasher, start, self.offset)
 
     async def restart(self) -> None:
-        """Forget what the .part holds: the next request starts from the first byte."""
-        await self._release(keep=False)
+        """Forget what the .part holds (it stays locked): the next request starts from zero."""
+        await self._close_writer()
+        await self._hop(_empty, self._locked(), self.meta)
         self.offset, self.state = 0, None
 
     async def commit(self) -> None:
         if self._committed:
             return
-        await self._close()
+        await self._close_writer()
+        fd, self._fd = self._locked(), None
+        self._committed = True
         # Replaces whatever is at the final name, a planted symlink included: never follows it.
-        await aiofiles.os.replace(self.part, self.path)
-        await _remove(self.meta)
+        await self._hop(_commit, fd, self.part, self.path, self.meta)
 
     async def release(self, keep: bool) -> None:
-        """Close; keep the .part and sidecar for a later resume, or remove both."""
-        # Run to its end even when cancelled again: no file left open or half removed.
-        _, cancelled = await _to_completion(self._release(keep))
-        if cancelled:
-            raise asyncio.CancelledError
-
-    async def _release(self, keep: bool) -> None:
-        await self._close()
-        if not keep and self._touched:  # nothing was written: nothing to remove
-            await _remove(self.part)
-            await _remove(self.meta)
-
-    async def _close(self) -> None:
+        """Unlock; keep the .part and sidecar for a later resume, or remove both first."""
+        await self._close_writer()
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            _, cancelled = await _to_completion(asyncio.to_thread(os.close, fd))
-            if cancelled:
-                raise asyncio.CancelledError
+            await self._hop(_release, fd, self.part, self.meta, keep)
+
+    def _locked(self) -> int:
+        assert self._fd is not None, "the .part was committed or released"
+        return self._fd
+
+    async def _close_writer(self) -> None:
         if self._file is not None:
             file, self._file = self._file, None
-            # A cancelled hop that has not reached its thread never runs: the close must.
-            _, cancelled = await _to_completion(file.close())
-            if cancelled:
-                raise asyncio.CancelledError
+            await self._hop_awaitable(file.close())
+
+    async def _hop(self, function: Callable[..., T], *args: Any) -> T:
+        return await self._hop_awaitable(asyncio.to_thread(function, *args))
+
+    @staticmethod
+    async def _hop_awaitable(work: Awaitable[T]) -> T:
+        result, cancelled = await uninterrupted(work)
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 class StreamSink:
@@ -200,8 +258,10 @@ class StreamSink:
         self.state = state
 
     async def write(self, data: bytes | bytearray) -> None:
-        await asyncio.to_thread(self._stream.write, data)
+        _, cancelled = await uninterrupted(asyncio.to_thread(self._stream.write, data))
         self.offset += len(data)
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def hash_into(self, hasher: Hasher, start: int) -> None:
         # Everything written to a stream was hashed on the way: nothing to catch up.
@@ -233,19 +293,22 @@ async def exists(path: Path) -> bool:
     return await asyncio.to_thread(os.path.lexists, path)
 
 
-async def _open_shielded(part: Path, append_at: int | None) -> AsyncBufferedIOBase:
-    # An open under way in its thread finishes even if this task is cancelled meanwhile; then
-    # the file is closed at once, so that none is ever left open.
-    raw, cancelled = await _to_completion(asyncio.to_thread(_open_part, part, append_at))
-    if cancelled:
-        raw.close()
-        raise asyncio.CancelledError
-    wrapped: AsyncBufferedIOBase = aiofiles.threadpool.wrap(raw)
-    return wrapped
+async def remove_empty_work_dirs(directories: Iterable[Path]) -> None:
+    """Remove the working folders of `directories` that hold nothing any more."""
+
+    def remove() -> None:
+        for directory in directories:
+            with suppress(OSError):  # not empty (kept .part files, another run), or gone
+                os.rmdir(directory / WORK_DIR)
+
+    await uninterrupted(asyncio.to_thread(remove))
 
 
-async def _to_completion(work: Awaitable[T]) -> tuple[T, bool]:
-    """Run `work` to its end through any number of cancellations; say if one came."""
+async def uninterrupted(work: Awaitable[T]) -> tuple[T, bool]:
+    """Run `work` to its end through any number of cancellations; say if one came.
+
+    A hop to a worker thread cannot be stopped once it runs: awaiting it to the end keeps the
+    caller's account (offsets, open descriptors) true to what really happened on disk."""
     task = asyncio.ensure_future(work)
     cancelled = False
     while not task.done():
@@ -256,52 +319,148 @@ async def _to_completion(work: Awaitable[T]) -> tuple[T, bool]:
     return task.result(), cancelled
 
 
-def _open_part(part: Path, append_at: int | None) -> BinaryIO:
-    def opener(path: str, flags: int) -> int:
-        return _open_fresh(path) if append_at is None else _open_at(path, append_at)
-
-    return open(part, "ab", opener=opener)
+# In worker threads ---------------------------------------------------------------------------
 
 
-def _open_fresh(path: str) -> int:
-    """A new, empty .part; an old one (or a symlink planted there) is replaced, not followed."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+def _claim(part: Path, final: Path, url: str | None, skip_if_there: bool) -> Claim | Found:
+    # lexists: a dangling symlink at the final name counts as there, and is never followed.
+    if skip_if_there and os.path.lexists(final):
+        return Found.THERE  # the usual rerun: nothing created, nothing locked
+    fd = _open_locked(part)
+    if fd is None:
+        return Found.BUSY
+    meta = part.with_name(final.name + META_SUFFIX)
     try:
-        return os.open(path, flags, 0o666)
-    except FileExistsError:
-        os.unlink(path)
-        return os.open(path, flags, 0o666)
-
-
-def _open_at(path: str, offset: int) -> int:
-    """The existing .part, cut to `offset` bytes; append mode then writes from there."""
-    fd = os.open(path, os.O_WRONLY | _NOFOLLOW)
-    try:
-        os.ftruncate(fd, offset)
-    except OSError:
+        there = os.path.lexists(final)
+        if there and skip_if_there:  # another run finished it meanwhile
+            _release(fd, part, meta, keep=False)
+            return Found.THERE
+        size = os.fstat(fd).st_size
+        state = _read_meta(meta, url) if url is not None else None
+    except BaseException:
         os.close(fd)
         raise
-    return fd
+    if state is not None and not part_matches(size, state):
+        state = None
+    return Claim(fd, there, size, state)
 
 
-def _open_sized(part: Path, total: int | None) -> int:
-    """The .part for positional writes: new and `total` bytes long, or the existing one."""
-    if total is None:
-        return os.open(part, os.O_WRONLY | _NOFOLLOW)
-    fd = _open_fresh(str(part))
-    os.ftruncate(fd, total)
-    return fd
+def _open_locked(part: Path) -> int | None:
+    """The `.part`, opened (created if missing) and locked; None when another holds the lock.
 
-
-def _write_whole(part: Path, final: Path, meta: Path, data: bytes | bytearray) -> None:
-    fd = _open_fresh(str(part))
-    try:
-        _write_all_at(fd, data, 0)
-    finally:
+    The lock is on the file, so a holder that renamed or removed it meanwhile leaves us a
+    stale descriptor: check that the name still leads to what we locked, else try again."""
+    while True:
+        fd = _open_part(part)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _still_named(fd, part):
+            return fd
         os.close(fd)
-    os.replace(part, final)
+
+
+def _open_part(part: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_NONBLOCK
+    for _ in range(3):
+        try:
+            fd = os.open(part, flags, 0o666)
+        except FileNotFoundError:
+            _make_work_dir(part.parent)  # first use, or another run removed it when done
+            continue
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            return fd
+        os.close(fd)  # something else planted at our name (a FIFO, a device): not ours
+        os.unlink(part)
+    raise LocalIOError(f"cannot create {part}")
+
+
+def _make_work_dir(directory: Path) -> None:
+    with suppress(FileExistsError):
+        os.mkdir(directory, 0o700)
+    if not stat.S_ISDIR(os.lstat(directory).st_mode):
+        raise LocalIOError(f"{directory} is in the way of aiowget's working files (not a folder)")
+
+
+def _still_named(fd: int, part: Path) -> bool:
+    try:
+        named = os.lstat(part)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _read_meta(meta: Path, url: str) -> PartState | None:
+    try:
+        with open(meta, "rb", opener=lambda p, f: os.open(p, os.O_RDONLY | _NOFOLLOW)) as f:
+            fields: dict[str, Any] = json.loads(f.read(1 << 20))
+        if fields["key"] != url_key(url):
+            return None
+        segments = fields.get("segments")
+        return PartState(
+            url=url,
+            validator=_optional(fields["validator"], str),
+            total=_optional(fields["total"], int),
+            segments=None if segments is None else tuple(map(_segment, segments)),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _optional(value: Any, kind: type[T]) -> T | None:
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise TypeError(f"expected {kind.__name__}")
+    return value
+
+
+def _segment(fields: list[int]) -> tuple[int, int, int]:
+    start, end, done = (_optional(f, int) for f in fields)
+    if start is None or end is None or done is None:
+        raise TypeError("a segment is three numbers")
+    return start, end, done
+
+
+def _write_meta(meta: Path, state: PartState) -> None:
+    """Written to a fresh temporary file, then renamed: a reader sees all of it or none."""
+    record = {
+        "key": url_key(state.url),
+        "validator": state.validator,
+        "total": state.total,
+        "segments": state.segments,
+    }
+    temporary = meta.with_name(meta.name + ".tmp")
     with suppress(FileNotFoundError):
-        os.unlink(meta)  # left by an earlier run that was cut short
+        os.unlink(temporary)  # a stale one, or a symlink planted there: never written through
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+    with open(fd, "wb") as file:
+        file.write(json.dumps(record).encode())
+    os.replace(temporary, meta)
+
+
+def _begin(fd: int, meta: Path, at: int, state: PartState | None) -> BinaryIO:
+    """Cut the `.part` to `at`, record `state`, and give a writer that appends from there."""
+    os.ftruncate(fd, at)  # first: a new sidecar never describes an old version's bytes
+    if state is not None:
+        _write_meta(meta, state)
+    os.lseek(fd, at, os.SEEK_SET)
+    return open(fd, "wb", closefd=False)
+
+
+def _begin_split(fd: int, meta: Path, state: PartState, fresh: bool) -> None:
+    assert state.total is not None
+    if fresh:
+        os.ftruncate(fd, 0)
+        _write_meta(meta, state)
+        os.ftruncate(fd, state.total)
+    elif os.fstat(fd).st_size != state.total:
+        raise ProtocolError("the .part is not the size its segments describe")
 
 
 def _write_all_at(fd: int, data: bytes | bytearray, offset: int) -> None:
@@ -311,56 +470,54 @@ def _write_all_at(fd: int, data: bytes | bytearray, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _probe(sink: PartFile, url: str, resume: bool) -> tuple[bool, int, PartState | None]:
-    # lexists: a dangling symlink at the final name counts as there, and is never followed.
-    there = os.path.lexists(sink.path)
-    offset, state = _read_existing(sink, url) if resume else (0, None)
-    return there, offset, state
-
-
-def _read_existing(sink: PartFile, url: str) -> tuple[int, PartState | None]:
+def _write_whole(fd: int, part: Path, final: Path, meta: Path, data: bytes | bytearray) -> None:
     try:
-        info = os.lstat(sink.part)
-        with open(sink.meta, "rb", opener=lambda p, f: os.open(p, os.O_RDONLY | _NOFOLLOW)) as f:
-            fields: dict[str, Any] = json.loads(f.read(1 << 20))
-        segments = fields.get("segments")
-        state = PartState(
-            url=fields["url"],
-            validator=fields["validator"],
-            total=fields["total"],
-            segments=None if segments is None else tuple(map(_segment, segments)),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0, None
-    if not stat.S_ISREG(info.st_mode) or state.url != url:
-        return 0, None
-    return info.st_size, state
+        os.ftruncate(fd, 0)
+        _write_all_at(fd, data, 0)
+    except BaseException:
+        _release(fd, part, meta, keep=False)
+        raise
+    _commit(fd, part, final, meta)
 
 
-def _segment(fields: list[int]) -> tuple[int, int, int]:
-    start, end, done = (int(f) for f in fields)
-    if not 0 <= done <= end - start + 1:
-        raise ValueError("segment progress out of range")
-    return start, end, done
+def _commit(fd: int, part: Path, final: Path, meta: Path) -> None:
+    """Rename the whole `.part` into place, then unlock. The sidecar goes first: once the
+    name is free, another run may claim a new `.part` and write a sidecar of its own."""
+    try:
+        with suppress(FileNotFoundError):
+            os.unlink(meta)
+        os.replace(part, final)
+    finally:
+        os.close(fd)
 
 
-def _write_meta(meta: Path, state: PartState) -> None:
-    """Written to a fresh temporary file, then renamed: a reader sees all of it or none."""
-    temporary = meta.with_name(meta.name + ".tmp")
-    with open(temporary, "wb", opener=lambda p, f: _open_fresh(p)) as file:
-        file.write(json.dumps(asdict(state)).encode())
-    os.replace(temporary, meta)
+def _release(fd: int, part: Path, meta: Path, keep: bool) -> None:
+    """Remove the working files unless `keep` (still under the lock), then unlock."""
+    try:
+        if not keep:
+            _remove_named(part, fd)
+            with suppress(FileNotFoundError):
+                os.unlink(meta)
+    finally:
+        os.close(fd)
 
 
-def _hash_range(part: Path, hasher: Hasher, start: int, end: int) -> None:
-    with open(part, "rb", opener=lambda p, f: os.open(p, os.O_RDONLY | _NOFOLLOW)) as file:
-        file.seek(start)
-        left = end - start
-        while left > 0 and (block := file.read(min(_READ_SIZE, left))):
-            hasher.update_now(block)
-            left -= len(block)
+def _remove_named(part: Path, fd: int) -> None:
+    # Only the file we hold: after a commit the name may already be another run's new .part.
+    if _still_named(fd, part):
+        os.unlink(part)
 
 
-async def _remove(path: Path) -> None:
+def _empty(fd: int, meta: Path) -> None:
+    os.ftruncate(fd, 0)
     with suppress(FileNotFoundError):
-        await aiofiles.os.remove(path)
+        os.unlink(meta)
+
+
+def _hash_range(fd: int, hasher: Hasher, start: int, end: int) -> None:
+    while start < end:
+        block = os.pread(fd, min(_READ_SIZE, end - start), start)
+        if not block:
+            break
+        hasher.update_now(block)
+        start += len(block)

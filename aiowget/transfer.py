@@ -16,7 +16,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
@@ -30,6 +30,7 @@ from .errors import (
     ChecksumError,
     ContentTooShortError,
     FileTooLargeError,
+    ProtocolError,
     map_errors,
 )
 from .models import (
@@ -39,6 +40,7 @@ from .models import (
     IfExists,
     Job,
     Naming,
+    Notice,
     Options,
     Outcome,
     PartState,
@@ -65,7 +67,7 @@ from .policy import (
     validator_of,
 )
 from .segments import FileChanged, fetch_segments
-from .storage import PartFile, Sink, StreamSink, exists
+from .storage import Found, PartFile, Sink, StreamSink, exists, uninterrupted
 
 __all__ = ["Context", "transfer"]
 
@@ -75,6 +77,8 @@ WRITE_SIZE = 1 << 20
 # Below this, hashing in the event loop is cheaper than a hop to a thread.
 _HASH_INLINE = 1 << 16
 PROGRESS_INTERVAL = 0.2
+# How often a transfer that found its `.part` locked by another looks again.
+LOCK_POLL = 0.25
 _LIMITED_READ = 1 << 16
 
 
@@ -91,6 +95,8 @@ class Context:
     throttle: Callable[[int], Awaitable[None]] | None = None
     ssl: ssl.SSLContext | bool = True
     proxy_for: Callable[[str], str | None] = lambda url: None
+    # The directories whose working folder was used: removed at the end if left empty.
+    work_dirs: set[Path] = field(default_factory=set)
 
 
 async def transfer(job: Job, ctx: Context, stream: IO[bytes] | None = None) -> Result:
@@ -123,6 +129,7 @@ class _Transfer:
         wanted = job.checksum is not None or self.options.compute_sha256
         self.digest = _Digest(job.checksum, self.options.compute_sha256) if wanted else None
         self.progress_at = 0.0
+        self.said: set[str] = set()  # notices given once per transfer
 
     def result(self, outcome: Outcome, started: float, error: AiowgetError | None = None) -> Result:
         return Result(
@@ -180,39 +187,68 @@ class _Transfer:
         return Outcome.SAVED
 
     async def _choose_path(self, name: str) -> bool:
-        """Set `self.path` for `name`; False when the job is to be skipped."""
+        """Set `self.path` (and claim its `.part`) for `name`; False when skipped."""
         if self.job.path is not None:
-            return await self._may_write(self.job.path)
+            return await self._claim(self.job.path)
         await self.ctx.directory_ready()
         claimed, duplicate = self.ctx.names.claim(name, self.job.url)
-        self.path = self.options.directory / claimed
         if duplicate:
+            self.path = self.options.directory / claimed
             self.note = "duplicate URL, fetched once"
             return False
-        if self.options.if_exists is IfExists.RENAME and await exists(self.path):
-            self.path = await self._numbered_path(claimed)
-        return await self._may_write(self.path)
+        return await self._claim(self.options.directory / claimed)
 
-    async def _may_write(self, path: Path) -> bool:
-        # One hop to the disk: is the final file there, and is there a .part to resume?
-        there, self.sink = await PartFile.probe(path, self.job.url, self.options.continue_partial)
-        if self.options.if_exists is IfExists.SKIP and there:
-            self.note = "already there"
-            return False
-        return True
+    async def _claim(self, wanted: Path) -> bool:
+        """Lock the `.part` of `wanted` (or of its numbered name, with `--if-exists rename`),
+        waiting while another transfer holds it; False when the final file is to be skipped."""
+        if_exists, waited = self.options.if_exists, False
+        while True:
+            path = wanted
+            if if_exists is IfExists.RENAME and await exists(path):
+                path = await self._numbered_path(wanted)
+            self.path = path
+            found = await PartFile.claim(
+                path,
+                self.job.url,
+                resume=self.options.continue_partial,
+                skip_if_there=if_exists is IfExists.SKIP,
+            )
+            if found is Found.THERE:
+                self.note = "already there"
+                return False
+            if found is Found.BUSY:
+                if not waited:
+                    waited = True
+                    await self.ctx.emit(
+                        Notice(
+                            self.job.url,
+                            f"{path} is being fetched by another transfer; waiting for it",
+                        )
+                    )
+                await asyncio.sleep(LOCK_POLL)
+                continue
+            if if_exists is IfExists.RENAME and found.there:  # taken while we looked
+                await found.release(keep=True)
+                continue
+            self.ctx.work_dirs.add(path.parent)
+            self.sink = found
+            return True
 
-    async def _numbered_path(self, name: str) -> Path:
-        for candidate in naming.numbered_names(name):
-            claimed, _ = self.ctx.names.claim(candidate, self.job.url)
-            path = self.options.directory / claimed
-            if claimed == candidate and not await exists(path):
+    async def _numbered_path(self, wanted: Path) -> Path:
+        for candidate in naming.numbered_names(wanted.name):
+            if self.job.path is None:  # names in the directory are unique within the run
+                claimed, _ = self.ctx.names.claim(candidate, self.job.url)
+                if claimed != candidate:
+                    continue
+            path = wanted.with_name(candidate)
+            if not await exists(path):
                 return path
         raise AssertionError("unreachable")  # pragma: no cover
 
     # Fetching --------------------------------------------------------------------------
 
     async def _fetch_to_file(self, url: str) -> None:
-        # _may_write probed this very path, and kept what it found.
+        # _claim locked this very path's .part, and kept what it found.
         assert self.sink is not None
         assert self.sink.path == self.path
         await self._fetch(url, self.sink)
@@ -258,6 +294,11 @@ class _Transfer:
         if isinstance(sink, PartFile) and sink.state is not None and sink.state.segments:
             return await self._split(url, sink, sink.state, fresh=False)
         headers = resume_headers(sink.offset, sink.state)
+        if sink.offset and not headers:
+            await self._say_once(
+                "no strong validator (ETag or Last-Modified) to resume with; "
+                "fetching from the first byte"
+            )
         offset = sink.offset if headers else 0
         plan: PartState | None = None
         async with self.slot(url), self._get(url, headers) as response:
@@ -274,6 +315,11 @@ class _Transfer:
             return await self._split(url, sink, plan, fresh=True)
         await self._verify(sink)
         return False
+
+    async def _say_once(self, message: str) -> None:
+        if message not in self.said:
+            self.said.add(message)
+            await self.ctx.emit(Notice(self.job.url, message))
 
     def _plan_split(self, response: aiohttp.ClientResponse) -> PartState | None:
         total, split = _total(response), self.options.split
@@ -293,6 +339,11 @@ class _Transfer:
             self.may_split = False
             await sink.restart()
             return True
+        size = await sink.size()
+        if size != state.total:
+            raise ProtocolError(f"split download holds {size} bytes, expected {state.total}")
+        if self.digest is not None:
+            self.digest.restart()  # segments arrive out of order: hash the whole file once
         await self._verify(sink)
         return False
 
@@ -338,6 +389,8 @@ class _Transfer:
         state = sink.state
         if from_zero or state is None:
             state = PartState(self.job.url, validator_of(response.headers), _total(response))
+        elif state.total is None:  # the 206 says how long the file is: hold the body to it
+            state = replace(state, total=_total(response))
         self._check_size(state.total)
         small = state.total is not None and state.total <= WRITE_SIZE
         if from_zero and small and isinstance(sink, PartFile) and self.ctx.throttle is None:
@@ -362,7 +415,9 @@ class _Transfer:
         if self.digest is not None:
             self.digest.catch_up_now(data)
             self.digest.verify()
-        await sink.write_whole(data)
+        await sink.write_whole(
+            data, replace(sink.state or PartState(self.job.url, None, total), total=len(data))
+        )
         self.size = len(data)
 
     async def _announce(self, total: int | None) -> None:
@@ -381,8 +436,10 @@ class _Transfer:
                 await self.report(sink.offset + len(buffer), total)
                 await self.pace(len(chunk))
                 if len(buffer) >= WRITE_SIZE:
-                    await self._flush(sink, buffer)
-                    buffer = bytearray()
+                    # Handed over before the write: a write cut short by a cancellation still
+                    # completes and is counted, so what is flushed below is only what is left.
+                    data, buffer = buffer, bytearray()
+                    await self._flush(sink, data)
         except BaseException as error:
             # Keep what arrived, so that the retry (or the next run) asks only for the rest.
             with suppress(Exception):
@@ -467,6 +524,10 @@ class _Digest:
         self.hashers = {name: hashlib.new(name) for name in sorted(self.algorithms)}
         self.covered = 0
 
+    def restart(self) -> None:
+        """Forget what was hashed: the next `catch_up` reads the file from its first byte."""
+        self._reset()
+
     def update_now(self, data: bytes | bytearray) -> None:
         for hasher in self.hashers.values():
             hasher.update(data)
@@ -489,9 +550,13 @@ class _Digest:
         # hashlib releases the GIL on large buffers: hash in a thread, beside the write.
         if len(data) < _HASH_INLINE:
             self.update_now(data)
-        else:
-            await asyncio.to_thread(self.update_now, data)
+            self.covered += len(data)
+            return
+        # Run to its end even when cancelled, and counted, like the write beside it.
+        _, cancelled = await uninterrupted(asyncio.to_thread(self.update_now, data))
         self.covered += len(data)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def hexdigest(self, algorithm: str) -> str | None:
         hasher = self.hashers.get(algorithm)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from aiohttp import web
@@ -21,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from typer.testing import CliRunner
 
 from aiowget.cli import app
+from aiowget.storage import META_SUFFIX, part_path, url_key
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -152,3 +154,31 @@ async def raw_server() -> AsyncIterator[RawFactory]:
     for server in servers:
         server.close()
         await server.wait_closed()
+
+
+# Working files, as the README's "Files on disk" describes them ------------------------------
+
+
+def meta_path(final: Path) -> Path:
+    """The sidecar of the `.part` of `final`."""
+    return part_path(final).with_name(final.name + META_SUFFIX)
+
+
+def leave_part(final: Path, url: str, content: bytes, **fields: object) -> Path:
+    """What an interrupted earlier run leaves for `url`: `.part` and sidecar (validator "v1")."""
+    part = part_path(final)
+    part.parent.mkdir(exist_ok=True)
+    part.write_bytes(content)
+    record = {"key": url_key(url), "validator": '"v1"', "total": None, "segments": None}
+    meta_path(final).write_text(json.dumps({**record, **fields}))
+    return part
+
+
+def read_meta(final: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(meta_path(final).read_text())
+    return loaded
+
+
+def files_in(directory: Path) -> list[str]:
+    """Every file and folder below `directory`, relative, sorted: what a run left behind."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))

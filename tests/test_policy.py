@@ -39,8 +39,10 @@ from aiowget.policy import (
     origin,
     parse_content_range,
     parse_retry_after,
+    part_matches,
     resume_headers,
     retry_delay,
+    same_validator,
     validator_of,
 )
 
@@ -291,16 +293,27 @@ def test_parse_content_range(value: str | None, parsed: ContentRange | None) -> 
     assert parse_content_range(value) == parsed
 
 
+OLD = "Mon, 01 Jan 2024 10:00:00 GMT"
+DATE = "Mon, 01 Jan 2024 10:01:00 GMT"  # OLD is exactly 60 s older: strong (RFC 9110 8.8.2.2)
+
+
 @pytest.mark.parametrize(
     ("headers", "validator"),
     [
-        ({"ETag": '"abc"', "Last-Modified": "Tue"}, '"abc"'),
-        ({"ETag": 'W/"weak"', "Last-Modified": "Tue"}, "Tue"),
+        ({"ETag": '"abc"', "Last-Modified": OLD, "Date": DATE}, '"abc"'),
+        ({"ETag": ' "abc" '}, '"abc"'),
+        ({"ETag": 'W/"weak"', "Last-Modified": OLD, "Date": DATE}, OLD),
+        ({"Last-Modified": OLD, "Date": DATE}, OLD),
+        ({"Last-Modified": OLD, "Date": "Mon, 01 Jan 2024 10:00:59 GMT"}, None),  # too recent
+        ({"Last-Modified": OLD}, None),  # no Date to compare with
+        ({"Last-Modified": "Tue", "Date": DATE}, None),  # not a date
+        ({"Last-Modified": OLD, "Date": "Mon, 01 Jan 2024 10:01:00"}, None),  # no zone
         ({"ETag": 'W/"weak"'}, None),
+        ({"ETag": "unquoted"}, None),
         ({}, None),
     ],
 )
-def test_validator_prefers_a_strong_etag(headers: dict[str, str], validator: str | None) -> None:
+def test_validator_is_a_strong_one_or_none(headers: dict[str, str], validator: str | None) -> None:
     assert validator_of(headers) == validator
 
 
@@ -313,8 +326,9 @@ STATE = PartState("http://e.com/f", '"v1"', 1000)
         (0, STATE, {}),
         (10, None, {}),
         (10, PartState("u", None, None), {}),
-        (10, PartState("u", None, 1000), {"Range": "bytes=10-"}),
-        (10, STATE, {"Range": "bytes=10-", "If-Range": '"v1"'}),
+        (10, PartState("u", None, 1000), {}),  # a known total does not name the version
+        (1, STATE, {"Range": "bytes=1-", "If-Range": '"v1"'}),
+        (10, PartState("u", OLD, None), {"Range": "bytes=10-", "If-Range": OLD}),
     ],
 )
 def test_resume_headers(offset: int, state: PartState | None, headers: dict[str, str]) -> None:
@@ -332,6 +346,9 @@ def test_resume_headers(offset: int, state: PartState | None, headers: dict[str,
         (206, {"Content-Range": "bytes 400-999/1000"}, 500, Action.RESTART),  # wrong offset
         (206, {"Content-Range": "bytes 500-1999/2000"}, 500, Action.RESTART),  # other total
         (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v2"'}, 500, Action.RESTART),
+        (206, {"Content-Range": "bytes 500-999/1000", "ETag": 'W/"v1"'}, 500, Action.RESTART),
+        (206, {"Content-Range": "bytes 500-999/*"}, 500, Action.APPEND),  # total unknown
+        (206, {"Content-Range": "bytes 500-999/1000", "Last-Modified": OLD}, 500, Action.APPEND),
         (206, {}, 500, Action.RESTART),  # no Content-Range at all
         (416, {"Content-Range": "bytes */1000"}, 1000, Action.COMPLETE),
         (416, {}, 1000, Action.COMPLETE),  # the sidecar knows the total
@@ -340,6 +357,51 @@ def test_resume_headers(offset: int, state: PartState | None, headers: dict[str,
 )
 def test_judge(status: int, headers: dict[str, str], offset: int, action: Action) -> None:
     assert judge(status, "", headers, offset, STATE, NOW) is action
+
+
+@pytest.mark.parametrize(
+    ("headers", "validator", "same"),
+    [
+        ({}, '"v1"', True),  # If-Range was sent: a 206 without a validator is the one asked
+        ({"ETag": '"v1"'}, '"v1"', True),
+        ({"ETag": ' "v1" '}, '"v1"', True),
+        ({"ETag": '"v2"'}, '"v1"', False),
+        ({"ETag": 'W/"v1"'}, '"v1"', False),  # weak never matches strongly
+        ({"ETag": '"v2"', "Last-Modified": OLD}, OLD, True),  # dates compare with dates
+        ({"Last-Modified": DATE}, OLD, False),
+        ({"Last-Modified": OLD}, OLD, True),
+        ({"ETag": '"x"'}, None, True),
+    ],
+)
+def test_same_validator(headers: dict[str, str], validator: str | None, same: bool) -> None:
+    assert same_validator(headers, validator) is same
+
+
+SEGMENTS = ((0, 99, 100), (100, 199, 5), (200, 299, 0))
+
+
+@pytest.mark.parametrize(
+    ("size", "state", "matches"),
+    [
+        (0, PartState("u", '"v"', 1000), True),
+        (1000, PartState("u", '"v"', 1000), True),
+        (1001, PartState("u", '"v"', 1000), False),  # junk past the end
+        (5, PartState("u", '"v"', None), True),
+        (300, PartState("u", '"v"', 300, SEGMENTS), True),
+        (299, PartState("u", '"v"', 300, SEGMENTS), False),  # truncated
+        (301, PartState("u", '"v"', 300, SEGMENTS), False),  # too long
+        (300, PartState("u", '"v"', None, SEGMENTS), False),
+        (300, PartState("u", '"v"', 300, ()), False),  # no segments at all
+        (300, PartState("u", '"v"', 300, SEGMENTS[:2]), False),  # the last one missing
+        (300, PartState("u", '"v"', 300, (SEGMENTS[0], SEGMENTS[2])), False),  # a gap
+        (300, PartState("u", '"v"', 300, ((0, 99, 0), (50, 299, 0))), False),  # overlap
+        (300, PartState("u", '"v"', 300, ((0, 99, 101), SEGMENTS[1], SEGMENTS[2])), False),
+        (300, PartState("u", '"v"', 300, ((0, 99, -1), SEGMENTS[1], SEGMENTS[2])), False),
+        (300, PartState("u", '"v"', 300, ((0, 299, 0), (300, 299, 0))), False),  # backwards
+    ],
+)
+def test_part_matches_its_sidecar(size: int, state: PartState, matches: bool) -> None:
+    assert part_matches(size, state) is matches
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import signal
 import sys
 import time
@@ -20,8 +19,10 @@ from aiohttp import web
 import aiowget
 from aiowget import Outcome
 from aiowget.naming import flat_name
+from aiowget.storage import part_path, url_key
 
-from .conftest import ServeFactory, Server, body, run_cli
+from . import conftest
+from .conftest import ServeFactory, Server, body, files_in, run_cli
 from .faults import Fault, FaultyFile
 
 MiB = 1 << 20
@@ -60,7 +61,7 @@ async def test_retry_resumes_from_where_the_connection_dropped(
     assert first.range is None
     assert 0 < resumed_at(second.range) <= 2 * MiB
     assert second.if_range == '"v1"'
-    assert sorted(p.name for p in tmp_path.iterdir()) == [result.path.name]
+    assert files_in(tmp_path) == [result.path.name]
 
 
 async def test_connection_that_always_drops_keeps_the_part_for_the_next_run(
@@ -76,7 +77,7 @@ async def test_connection_that_always_drops_keeps_the_part_for_the_next_run(
     assert failed.exit_status == 4
     assert failed.attempts == 2
     assert len(faulty.requests) == 2
-    part = tmp_path / (flat_name(server.url("/f")) + ".part")
+    part = part_path(tmp_path / flat_name(server.url("/f")))
     assert not (tmp_path / flat_name(server.url("/f"))).exists()
     assert 0 < part.stat().st_size <= len(CONTENT)
     assert CONTENT.startswith(part.read_bytes())
@@ -89,7 +90,7 @@ async def test_connection_that_always_drops_keeps_the_part_for_the_next_run(
     assert again.path is not None
     assert again.path.read_bytes() == CONTENT
     assert resumed_at(faulty.requests[-1].range) == kept
-    assert sorted(p.name for p in tmp_path.iterdir()) == [again.path.name]
+    assert files_in(tmp_path) == [again.path.name]
 
 
 async def test_stall_times_out_then_resumes(serve: ServeFactory, tmp_path: Path) -> None:
@@ -271,13 +272,10 @@ async def test_redirect_loop_is_a_protocol_error_without_retries(
     assert len(server.gets("/loop")) == 5  # the first request and four redirects, once
 
 
-def leave_part(directory: Path, for_url: str, content: bytes, **state: Any) -> Path:
-    """What an interrupted earlier run leaves: NAME.part and its sidecar."""
-    part = directory / (flat_name(for_url) + ".part")
-    part.write_bytes(content)
-    fields = {"url": for_url, "validator": '"v1"', "total": len(CONTENT), **state}
-    (directory / (part.name + ".meta")).write_text(json.dumps(fields))
-    return part
+def leave_part(directory: Path, for_url: str, content: bytes, **fields: Any) -> Path:
+    """What an interrupted earlier run leaves for the file of `for_url`."""
+    final = directory / flat_name(for_url)
+    return conftest.leave_part(final, for_url, content, **{"total": len(CONTENT), **fields})
 
 
 async def test_complete_part_answered_416_is_finished(serve: ServeFactory, tmp_path: Path) -> None:
@@ -322,7 +320,7 @@ async def test_no_continue_ignores_an_earlier_part(serve: ServeFactory, tmp_path
 async def test_part_of_another_url_is_not_resumed(serve: ServeFactory, tmp_path: Path) -> None:
     faulty = FaultyFile(CONTENT)
     server = await serve_file(serve, faulty)
-    leave_part(tmp_path, server.url("/f"), b"other", url="http://elsewhere/f")
+    leave_part(tmp_path, server.url("/f"), b"other", key=url_key("http://elsewhere/f"))
 
     result = await fetch(server, tmp_path)
 
@@ -432,7 +430,7 @@ async def test_signal_stops_cleanly_and_keeps_the_part(
     faulty = FaultyFile(CONTENT, [Fault(stall_after=2 * MiB)])
     server = await serve_file(serve, faulty)
     url = server.url("/f")
-    part = tmp_path / (flat_name(url) + ".part")
+    part = part_path(tmp_path / flat_name(url))
     process = await start_process("-P", tmp_path, url)
     await wait_for_bytes(part, MiB, process)
 
@@ -460,7 +458,7 @@ async def test_kill_9_loses_only_the_bytes_in_flight(serve: ServeFactory, tmp_pa
     faulty = FaultyFile(CONTENT, [Fault(stall_after=2 * MiB)])
     server = await serve_file(serve, faulty)
     url = server.url("/f")
-    part = tmp_path / (flat_name(url) + ".part")
+    part = part_path(tmp_path / flat_name(url))
     process = await start_process("-P", tmp_path, url)
     await wait_for_bytes(part, MiB, process)
 
@@ -474,4 +472,4 @@ async def test_kill_9_loses_only_the_bytes_in_flight(serve: ServeFactory, tmp_pa
     assert rerun.exit_code == 0
     assert (tmp_path / flat_name(url)).read_bytes() == CONTENT
     assert resumed_at(faulty.ranges()[-1]) == kept >= MiB
-    assert sorted(p.name for p in tmp_path.iterdir()) == [flat_name(url)]
+    assert files_in(tmp_path) == [flat_name(url)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from aiowget.models import PartState
 from aiowget.naming import flat_name
 from aiowget.policy import MIN_SEGMENT, Action, judge_segment, plan_segments, splittable
 
-from .conftest import ServeFactory, Server, body, run_cli
+from .conftest import ServeFactory, Server, body, read_meta, run_cli
 from .faults import Fault, FaultyFile
 
 MiB = 1 << 20
@@ -45,6 +44,7 @@ def test_plan_segments(total: int, split: int, plan: list[tuple[int, int, int]])
 
 
 RANGES = {"Accept-Ranges": "bytes", "ETag": '"v1"'}
+DAY1, DAY2 = "Mon, 01 Jan 2024 10:00:00 GMT", "Tue, 02 Jan 2024 10:00:00 GMT"
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,9 @@ RANGES = {"Accept-Ranges": "bytes", "ETag": '"v1"'}
         (4, {"ETag": '"v1"'}, 8 * MiB, False),  # no Accept-Ranges
         (4, {"Accept-Ranges": "none", "ETag": '"v1"'}, 8 * MiB, False),
         (4, {"Accept-Ranges": "bytes"}, 8 * MiB, False),  # nothing to check the file with
-        (4, {"Accept-Ranges": "bytes", "Last-Modified": "x"}, 8 * MiB, True),
+        (4, {"Accept-Ranges": "bytes", "Last-Modified": DAY1, "Date": DAY2}, 8 * MiB, True),
+        (4, {"Accept-Ranges": "bytes", "Last-Modified": DAY2, "Date": DAY2}, 8 * MiB, False),
+        (4, {"Accept-Ranges": "bytes", "ETag": 'W/"v1"'}, 8 * MiB, False),  # weak
     ],
 )
 def test_splittable(split: int, headers: dict[str, str], total: int | None, ok: bool) -> None:
@@ -179,7 +181,7 @@ async def test_split_resumes_in_a_later_run(serve: ServeFactory, tmp_path: Path)
 
     assert isinstance(failed.error, aiowget.NetworkError)
     name = flat_name(server.url("/f"))
-    meta = json.loads((tmp_path / (name + ".part.meta")).read_text())
+    meta = read_meta(tmp_path / name)
     kept = sum(done for _, _, done in meta["segments"])
     assert 0 < kept < len(CONTENT)
     before = len(faulty.requests)
