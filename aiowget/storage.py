@@ -22,6 +22,7 @@ that arrives meanwhile is raised after the bookkeeping has caught up with what w
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
 import json
@@ -368,23 +369,33 @@ def _open_locked(part: Path) -> int | None:
 def _open_part(part: Path) -> int:
     flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_NONBLOCK
     for _ in range(3):
+        _work_dir_ready(part.parent)
         try:
             fd = os.open(part, flags, 0o666)
         except FileNotFoundError:
-            _make_work_dir(part.parent)  # first use, or another run removed it when done
+            continue  # another run removed the folder, done with it, just now
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            os.unlink(part)  # a symlink planted at our name: removed, never followed
             continue
         if stat.S_ISREG(os.fstat(fd).st_mode):
             os.set_blocking(fd, True)
             return fd
         os.close(fd)  # something else planted at our name (a FIFO, a device): not ours
         os.unlink(part)
-    raise LocalIOError(f"cannot create {part}")
+    raise LocalIOError(f"cannot create {part}: something keeps taking its place")
 
 
-def _make_work_dir(directory: Path) -> None:
-    with suppress(FileExistsError):
-        os.mkdir(directory, 0o700)
-    if not stat.S_ISDIR(os.lstat(directory).st_mode):
+def _work_dir_ready(directory: Path) -> None:
+    """The working folder, made when missing; a symlink or file there is refused."""
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        with suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+        info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
         raise LocalIOError(f"{directory} is in the way of aiowget's working files (not a folder)")
 
 

@@ -207,6 +207,7 @@ class _Transfer:
             if if_exists is IfExists.RENAME and await exists(path):
                 path = await self._numbered_path(wanted)
             self.path = path
+            self.ctx.work_dirs.add(path.parent)  # an empty working folder is removed at the end
             found = await PartFile.claim(
                 path,
                 self.job.url,
@@ -230,7 +231,6 @@ class _Transfer:
             if if_exists is IfExists.RENAME and found.there:  # taken while we looked
                 await found.release(keep=True)
                 continue
-            self.ctx.work_dirs.add(path.parent)
             self.sink = found
             return True
 

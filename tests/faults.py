@@ -26,6 +26,7 @@ class Fault:
     etag: str | None = None  # the file's ETag for this request (None: the default)
     ignore_if_range: bool = False  # serve the range even when If-Range no longer matches
     chunked: bool = False  # no Content-Length: chunked transfer encoding
+    short: int = 0  # end the body cleanly this many bytes before what the headers promise
     peers: int = 0  # hold the answer until this many requests are being answered at once
 
 
@@ -128,5 +129,5 @@ class FaultyFile:
             await response.write(body[: fault.stall_after])
             await self.release.wait()
         else:
-            await response.write(body)
+            await response.write(body[: len(body) - fault.short])
         await response.write_eof()

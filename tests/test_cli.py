@@ -117,7 +117,11 @@ async def test_output_to_stdout(serve: ServeFactory, tmp_path: Path) -> None:
         ("--dask", "local:1", "-O", "x", "http://a/"),
     ],
 )
-async def test_usage_errors_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
+async def test_usage_errors_exit_2(
+    args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # relative paths (`-O x`, the default `.`) land here
+
     result = await run_cli(*args)
 
     assert result.exit_code == 2
@@ -248,7 +252,6 @@ async def test_passwords_are_masked_and_controls_escaped(
     [
         (("--naming", "basename"), "f4.bin"),
         (("--if-exists", "rename"), None),
-        (("--content-disposition",), "f4.bin"),
     ],
 )
 async def test_naming_flags_reach_the_library(
@@ -261,11 +264,31 @@ async def test_naming_flags_reach_the_library(
 
     assert result.exit_code == 0
     expected = name or flat_name(url) + ".1"
-    if flags == ("--content-disposition",):  # no header: the flat name, already there
-        expected = flat_name(url)
-        assert "already there" in result.stderr
-    else:
-        assert (tmp_path / expected).read_bytes() == FILES["/files/f4.bin"]
+    assert (tmp_path / expected).read_bytes() == FILES["/files/f4.bin"]
+    assert (tmp_path / flat_name(url)).read_bytes() == b"already here"
+
+
+async def test_content_disposition_names_the_file(serve: ServeFactory, tmp_path: Path) -> None:
+    content = body(5000, "disposition")
+    disposition = 'attachment; filename="../../.report.bin"'
+    server = await serve({"/get": static(content, **{"Content-Disposition": disposition})})
+    url = server.url("/get")
+    (tmp_path / flat_name(url)).write_bytes(b"already here")
+
+    result = await run_cli("-P", tmp_path, "--content-disposition", url)
+
+    assert result.exit_code == 0
+    # Only the last component, without its leading dot; the flat name is not used.
+    assert (tmp_path / "report.bin").read_bytes() == content
+    assert (tmp_path / flat_name(url)).read_bytes() == b"already here"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([flat_name(url), "report.bin"])
+    assert len(server.gets("/get")) == 2  # one names the file, one fetches it
+
+    again = await run_cli("-P", tmp_path, "--content-disposition", url)
+
+    assert again.exit_code == 0
+    assert "already there" in again.stderr
+    assert len(server.gets("/get")) == 3  # naming it was enough
 
 
 async def test_jobs_flag_bounds_concurrency(serve: ServeFactory, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,9 +86,18 @@ def urls(base: str, count: int = COUNT) -> list[str]:
 
 
 def run(**kwargs: Any) -> distributed.Report:
-    # Bounded: a job that hangs fails the test instead of the whole run.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(distributed.download, **kwargs).result(timeout=240)
+    """`distributed.download` in a daemon thread, bounded: a job that hangs fails the test
+    after 240 s instead of holding the whole run (a pool's `with` would wait for it)."""
+    future: Future[distributed.Report] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(distributed.download(**kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+
+    threading.Thread(target=work, daemon=True).start()
+    return future.result(timeout=240)
 
 
 def assert_complete(out: Path, base: str, count: int = COUNT) -> None:
@@ -225,7 +234,11 @@ def test_command_line_runs_on_a_local_cluster(site: tuple[Site, str], tmp_path: 
     out = tmp_path / "out"
     command = [sys.executable, "-m", "aiowget", "--dask", "local:2", "-i", str(listing), "-P"]
 
-    done = subprocess.run([*command, str(out)], capture_output=True, text=True, timeout=120)
+    # Dask's scratch space (default /tmp/dask-scratch-space) stays inside the test's folder.
+    scratch = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(tmp_path / "dask")}
+    done = subprocess.run(
+        [*command, str(out)], capture_output=True, text=True, timeout=120, env=scratch
+    )
 
     assert done.returncode == 0, done.stderr
     assert "[+] shard 0 (1/1): 40 saved" in done.stderr

@@ -1,0 +1,406 @@
+"""Every byte right: a file under its final name is exactly one version the server served.
+
+Each test here reproduces a way an earlier version saved wrong bytes (or failed a correct
+file), against real servers on 127.0.0.1 and real processes where signals matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+import aiowget
+from aiowget import Outcome
+from aiowget.naming import flat_name
+from aiowget.storage import part_path, url_key
+
+from .conftest import (
+    Handler,
+    ServeFactory,
+    body,
+    files_in,
+    leave_part,
+    meta_path,
+    read_meta,
+    run_cli,
+    static,
+)
+from .faults import Fault, FaultyFile
+
+MiB = 1 << 20
+V1 = body(3 * MiB + 5, "version 1")
+V2 = body(3 * MiB + 5, "version 2")
+FAST: dict[str, Any] = {"retry_wait": 0}
+HOP_SIGNAL = Path(__file__).with_name("hop_signal.py")
+
+
+def versions(*files: FaultyFile) -> Handler:
+    """Request n is answered by `files[n]` (the last one from then on): the file changes."""
+    count = itertools.count()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await files[min(next(count), len(files) - 1)].handler(request)
+
+    return handler
+
+
+def ranges(*files: FaultyFile) -> list[str | None]:
+    return [r for f in files for r in f.ranges()]
+
+
+# Interrupted at every hop to the disk, then run again ------------------------------------
+
+
+async def interrupt_at_step(
+    number: signal.Signals, step: int, mode: str, *args: str | Path
+) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        HOP_SIGNAL,
+        number.name,
+        str(step),
+        mode,
+        "--progress",
+        "none",
+        *map(str, args),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+def assert_part_is_what_its_sidecar_says(final: Path) -> None:
+    """What an interrupted run keeps for resuming is a prefix of the version it names."""
+    part, meta = part_path(final), meta_path(final)
+    if part.exists() and meta.exists():
+        named = {'"v1"': V1, '"v2"': V2}[read_meta(final)["validator"]]
+        assert named.startswith(part.read_bytes()), "the .part is not what its sidecar says"
+
+
+@pytest.mark.parametrize(
+    ("number", "mode", "earlier"),
+    [
+        (signal.SIGINT, "hops", None),
+        (signal.SIGINT, "hops", V1[: 2 * MiB]),
+        (signal.SIGKILL, "steps", V1[: 2 * MiB]),
+    ],
+    ids=["SIGINT-at-each-hop", "SIGINT-at-each-hop-v1-left", "SIGKILL-at-each-step-v1-left"],
+)
+async def test_interrupted_at_every_step_the_rerun_saves_the_exact_bytes(
+    serve: ServeFactory, tmp_path: Path, number: signal.Signals, mode: str, earlier: bytes | None
+) -> None:
+    """SIGINT while a write ran used to write its chunk twice (the rerun then resumed after a
+    duplicate); SIGKILL between writing a new sidecar and emptying the old `.part` used to
+    make the rerun append version 2 to version 1. Here every step is tried in turn."""
+    current = FaultyFile(V2, etag='"v2"')
+    server = await serve({"/f": current.handler})
+    url = server.url("/f")
+    final = tmp_path / flat_name(url)
+    for step in itertools.count(1):
+        assert step < 80, "more steps than any download of one file makes"
+        final.unlink(missing_ok=True)
+        if earlier is not None:
+            leave_part(final, url, earlier, validator='"v1"', total=len(V1))
+
+        status, stderr = await interrupt_at_step(number, step, mode, "-P", tmp_path, url)
+
+        assert "Traceback" not in stderr
+        assert not final.exists() or final.read_bytes() == V2
+        if status == 0 and f"steps: {step - 1}\n" in stderr:
+            break  # the whole download needed fewer steps: every one has been tried
+        assert status in (0, 130) if number is signal.SIGINT else status == -signal.SIGKILL
+        assert_part_is_what_its_sidecar_says(final)
+        rerun = await run_cli("-P", tmp_path, url)
+        assert rerun.exit_code == 0, rerun.stderr
+        assert final.read_bytes() == V2, f"wrong bytes after an interrupt at step {step}"
+        assert files_in(tmp_path) == [final.name]
+    assert step > 5
+
+
+# Working files never share a name with a final file ---------------------------------------
+
+
+async def test_a_url_ending_in_part_never_meets_another_downloads_working_file(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    x, x_part = body(2 * MiB, "x"), body(2 * MiB, "x.part")
+    routes = {"/x": static(x, ETag='"x"'), "/x.part": static(x_part, ETag='"xp"')}
+    server = await serve(routes)
+    urls = [server.url("/x"), server.url("/x.part")]
+
+    results = await aiowget.download(urls, tmp_path, naming="basename", jobs=2)
+
+    assert [r.outcome for r in results] == [Outcome.SAVED] * 2
+    assert (tmp_path / "x").read_bytes() == x
+    assert (tmp_path / "x.part").read_bytes() == x_part
+
+    (tmp_path / "x").unlink()
+    again = await aiowget.download(urls[:1], tmp_path, naming="basename")
+
+    assert again[0].outcome is Outcome.SAVED
+    assert (tmp_path / "x.part").read_bytes() == x_part  # a saved file, never taken for a .part
+    assert files_in(tmp_path) == ["x", "x.part"]
+
+
+async def test_a_sidecar_planted_for_another_url_is_not_resumed(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    faulty = FaultyFile(V1)
+    server = await serve({"/x": faulty.handler})
+    final = tmp_path / "x"
+    # Another origin served `x.part`, and something forged a sidecar: neither is /x's.
+    leave_part(final, "http://127.0.0.2/x", b"planted" * 1000, total=len(V1))
+
+    result = await aiowget.download([server.url("/x")], tmp_path, naming="basename")
+
+    assert result[0].outcome is Outcome.SAVED
+    assert final.read_bytes() == V1
+    assert faulty.ranges() == [None]  # fetched from the first byte
+
+
+async def test_a_name_that_would_be_the_working_folder_is_escaped(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/.aiowget": static(b"dotted", ETag='"d"')})
+
+    result = await run_cli("--naming", "basename", "-P", tmp_path, server.url("/.aiowget"))
+
+    assert result.exit_code == 0
+    assert (tmp_path / "%2Eaiowget").read_bytes() == b"dotted"
+    assert files_in(tmp_path) == ["%2Eaiowget"]
+
+
+async def test_a_sidecar_holds_no_url_and_only_its_owner_reads_it(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    faulty = FaultyFile(V1, [Fault(cut_after=2 * MiB)])
+    server = await serve({"/f": faulty.handler})
+    url = server.url("/f").replace("http://", "http://user:S3CRET@")
+
+    result = await aiowget.download([url], tmp_path, retries=0)
+
+    final = tmp_path / flat_name(url)
+    assert result[0].outcome is Outcome.FAILED
+    meta = meta_path(final)
+    assert b"S3CRET" not in meta.read_bytes()
+    assert url_key(url) in meta.read_text()
+    assert meta.stat().st_mode & 0o777 == 0o600
+    assert part_path(final).parent.stat().st_mode & 0o777 == 0o700
+
+
+# -O PATH --if-exists rename --------------------------------------------------------------
+
+
+async def test_output_path_with_if_exists_rename_keeps_the_old_file(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f": static(b"new body")})
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"OLD")
+
+    result = await run_cli("--if-exists", "rename", "-O", out, server.url("/f"))
+
+    assert result.exit_code == 0
+    assert out.read_bytes() == b"OLD"
+    assert (tmp_path / "out.bin.1").read_bytes() == b"new body"
+
+
+# Validators: only a strong one resumes -----------------------------------------------------
+
+
+async def test_a_weak_etag_never_resumes_so_two_versions_never_mix(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    first = FaultyFile(V1, [Fault(cut_after=2 * MiB)], etag='W/"v1"')
+    then = FaultyFile(V2, etag='W/"v2"')
+    server = await serve({"/f": versions(first, then)})
+    notices: list[aiowget.Event] = []
+
+    async with aiowget.Downloader(directory=tmp_path, on_event=notices.append, **FAST) as dl:
+        result = await dl.download_one(server.url("/f"))
+
+    assert result.outcome is Outcome.SAVED
+    assert result.path is not None
+    assert result.path.read_bytes() == V2
+    assert ranges(first, then) == [None, None]  # the retry asked for the whole file
+    said = [e.message for e in notices if isinstance(e, aiowget.Notice)]
+    assert len(said) == 1
+    assert "no strong validator" in said[0]
+
+
+async def test_a_206_naming_another_etag_is_not_appended(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # The server ignores If-Range and answers the range from a new version (weak ETag).
+    first = FaultyFile(V1, [Fault(cut_after=2 * MiB)], etag='"v1"')
+    then = FaultyFile(V2, [Fault(ignore_if_range=True)], etag='W/"v2"')
+    server = await serve({"/f": versions(first, then)})
+
+    (result,) = await aiowget.download([server.url("/f")], tmp_path, **FAST)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == V2
+    asked = ranges(first, then)
+    assert asked[0] is None
+    assert asked[1] is not None  # resumed against "v1", answered from W/"v2": dropped
+    assert asked[2:] == [None]
+
+
+async def test_a_206_without_a_total_is_held_to_its_content_range(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # No length in the first response; the 206 promises the rest but ends cleanly 1000 early.
+    faulty = FaultyFile(V1, [Fault(chunked=True, cut_after=MiB), Fault(chunked=True, short=1000)])
+    server = await serve({"/f": faulty.handler})
+
+    (result,) = await aiowget.download([server.url("/f")], tmp_path, **FAST)
+
+    assert result.outcome is Outcome.SAVED
+    assert result.path is not None
+    assert result.path.read_bytes() == V1
+    assert result.attempts == 3
+    assert faulty.ranges()[2] == f"bytes={len(V1) - 1000}-"
+
+
+# Hashes follow the bytes -------------------------------------------------------------------
+
+
+async def test_switching_to_split_after_a_cut_hashes_the_new_version(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # Version 1 streams (no ranges), is cut; the retry gets version 2, fetched in segments.
+    first = FaultyFile(V1, [Fault(headers={"Accept-Ranges": "none"}, cut_after=MiB)])
+    then = FaultyFile(V2, etag='"v2"')
+    server = await serve({"/f": versions(first, then)})
+    checksum = aiowget.Checksum("sha256", hashlib.sha256(V2).hexdigest())
+
+    async with aiowget.Downloader(directory=tmp_path, split=3, compute_sha256=True, **FAST) as dl:
+        result = await dl.download_one(aiowget.Job(server.url("/f"), checksum=checksum))
+
+    assert result.outcome is Outcome.SAVED, result.error
+    assert result.path is not None
+    assert result.path.read_bytes() == V2
+    assert result.sha256 == checksum.hexdigest
+    assert len(then.requests) > 2  # really split
+
+
+async def test_a_resumed_file_that_shrank_to_a_small_body_is_saved(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    small = body(500_000, "small version 2")
+    faulty = FaultyFile(small, etag='"v2"')
+    server = await serve({"/f": faulty.handler})
+    url = server.url("/f")
+    final = tmp_path / flat_name(url)
+    leave_part(final, url, V1[: 2 * MiB], validator='"v1"', total=len(V1))
+
+    result = await run_cli("-P", tmp_path, url)
+
+    assert result.exit_code == 0, result.stderr
+    assert final.read_bytes() == small
+    assert faulty.ranges() == [f"bytes={2 * MiB}-"]  # one request: If-Range found it changed
+    assert files_in(tmp_path) == [final.name]
+
+
+# Two runs, one directory -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("if_exists", "names"), [("skip", [""]), ("rename", ["", ".1"])])
+async def test_two_runs_on_one_directory_both_succeed_and_every_final_file_is_whole(
+    serve: ServeFactory, tmp_path: Path, if_exists: str, names: list[str]
+) -> None:
+    faulty = FaultyFile(V1, [Fault(trickle=(64 * 1024, 0.02))])
+    server = await serve({"/file": faulty.handler})
+    url = server.url("/file")
+    args = ["--progress", "none", "--naming", "basename", "--if-exists", if_exists]
+    final = tmp_path / "file"
+
+    first = await start(*args, "-P", tmp_path, url)
+    await wait_until(lambda: part_path(final).exists() and part_path(final).stat().st_size > 0)
+    second = await start(*args, "-P", tmp_path, url)
+    seen = 0
+    while first.returncode is None or second.returncode is None:
+        for path in tmp_path.iterdir():
+            if path.is_file():  # at every moment, a final name holds the whole file
+                assert path.read_bytes() == V1, f"{path.name} is not whole"
+                seen += 1
+        await asyncio.sleep(0.01)
+    waits = (await second.stderr.read()).decode() if second.stderr else ""
+
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert seen > 0
+    assert "being fetched by another transfer; waiting" in waits
+    assert files_in(tmp_path) == ["file" + n for n in names]
+    assert all((tmp_path / ("file" + n)).read_bytes() == V1 for n in names)
+    assert len(faulty.requests) == len(names)
+
+
+async def start(*args: str | Path) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiowget", *map(str, args), stderr=asyncio.subprocess.PIPE
+    )
+    asyncio.get_running_loop().create_task(process.wait())
+    return process
+
+
+async def wait_until(condition: Any, seconds: float = 20) -> None:
+    """Poll the file system (it has no event to wait on) until `condition()` holds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        await asyncio.sleep(0.01)
+
+
+# Planted symlinks among the working files ---------------------------------------------------
+
+
+async def test_symlinks_planted_among_the_working_files_are_never_written_through(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    content = body(2 * MiB, "big enough to write a sidecar")
+    server = await serve({"/f": static(content, ETag='"v1"')})
+    url = server.url("/f")
+    directory = tmp_path / "dl"
+    final = directory / flat_name(url)
+    part = part_path(final)
+    part.parent.mkdir(parents=True)
+    victims = {}
+    for planted in (part, meta_path(final), meta_path(final).with_suffix(".meta.tmp")):
+        victim = tmp_path / f"victim-{planted.name}"
+        victim.write_bytes(b"precious")
+        planted.symlink_to(victim)
+        victims[victim] = planted
+
+    result = await run_cli("-P", directory, url)
+
+    assert result.exit_code == 0, result.stderr
+    assert final.read_bytes() == content
+    assert {v.name: v.read_bytes() for v in victims} == {v.name: b"precious" for v in victims}
+    assert files_in(directory) == [final.name]
+
+
+async def test_a_working_folder_that_is_a_symlink_is_refused(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f": static(body(2 * MiB, "f"), ETag='"v1"')})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    directory = tmp_path / "dl"
+    directory.mkdir()
+    (directory / ".aiowget").symlink_to(elsewhere)
+
+    result = await run_cli("-P", directory, server.url("/f"))
+
+    assert result.exit_code == 3
+    assert ".aiowget" in result.stderr
+    assert list(elsewhere.iterdir()) == []
