@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench mutate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,16 @@ test: lint
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
+# Mutation testing of policy.py and storage.py (about an hour; not part of `make test`).
+mutate: $(STAMP)
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results
+	$(BIN)/python benchmarks/mutation_score.py
+
 # Needs nginx, curl, aria2 and GNU time (sudo apt-get install -y nginx curl aria2 time); see benchmarks/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/bench_dask.py
 
 clean:
-	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache .pytest_cache mutants

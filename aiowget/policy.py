@@ -203,17 +203,19 @@ def validator_of(headers: Mapping[str, str]) -> str | None:
     etag = headers.get("ETag", "").strip()
     if etag.startswith('"'):
         return etag
-    modified, date = headers.get("Last-Modified"), headers.get("Date")
-    if modified is None or date is None:
+    modified = headers.get("Last-Modified")
+    older = _seconds_between(modified, headers.get("Date"))
+    if modified is None or older is None or older < STRONG_DATE_MARGIN:
         return None
-    older = _seconds_between(modified, date)
-    return modified.strip() if older is not None and older >= STRONG_DATE_MARGIN else None
+    return modified.strip()
 
 
 STRONG_DATE_MARGIN = 60.0
 
 
-def _seconds_between(earlier: str, later: str) -> float | None:
+def _seconds_between(earlier: str | None, later: str | None) -> float | None:
+    if earlier is None or later is None:
+        return None
     try:
         first, second = (email.utils.parsedate_to_datetime(v) for v in (earlier, later))
     except (TypeError, ValueError, IndexError):

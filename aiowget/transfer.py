@@ -179,9 +179,10 @@ class _Transfer:
         async with self.slot(url), self._get(url, {}) as response:
             self._check(response, 0, None)
             header = response.headers.get("Content-Disposition")
-            suggested = naming.disposition_name(header) if header else None
-            if not await self._choose_path(suggested or self._name()):
-                return Outcome.SKIPPED
+        # Claimed with no slot or response held: it may wait for another transfer of the file.
+        suggested = naming.disposition_name(header) if header else None
+        if not await self._choose_path(suggested or self._name()):
+            return Outcome.SKIPPED
         # The response is not reused: the .part an earlier run left may be resumed instead.
         await self._fetch_to_file(url)
         return Outcome.SAVED
@@ -518,15 +519,12 @@ class _Digest:
         self.algorithms = {checksum.algorithm} if checksum else set()
         if sha256:
             self.algorithms.add("sha256")
-        self._reset()
-
-    def _reset(self) -> None:
-        self.hashers = {name: hashlib.new(name) for name in sorted(self.algorithms)}
-        self.covered = 0
+        self.restart()
 
     def restart(self) -> None:
         """Forget what was hashed: the next `catch_up` reads the file from its first byte."""
-        self._reset()
+        self.hashers = {name: hashlib.new(name) for name in sorted(self.algorithms)}
+        self.covered = 0
 
     def update_now(self, data: bytes | bytearray) -> None:
         for hasher in self.hashers.values():
@@ -535,14 +533,14 @@ class _Digest:
     async def catch_up(self, sink: Sink, from_zero: bool) -> None:
         """Make the hashes cover exactly what `sink` holds (reading a resumed .part once)."""
         if from_zero or self.covered > sink.offset:
-            self._reset()
+            self.restart()
         if self.covered < sink.offset:
             await sink.hash_into(self, self.covered)
             self.covered = sink.offset
 
     def catch_up_now(self, data: bytes) -> None:
         """Hash a whole body at once (a small one: in the event loop)."""
-        self._reset()
+        self.restart()
         self.update_now(data)
         self.covered = len(data)
 

@@ -28,7 +28,9 @@ from aiowget.models import Checksum, PartState
 from aiowget.policy import (
     Action,
     ContentRange,
+    TokenBucket,
     backoff,
+    basic_authorization,
     can_resume,
     check_complete,
     check_status,
@@ -38,7 +40,10 @@ from aiowget.policy import (
     judge,
     origin,
     parse_content_range,
+    parse_header,
+    parse_rate,
     parse_retry_after,
+    parse_size,
     part_matches,
     resume_headers,
     retry_delay,
@@ -94,7 +99,11 @@ def test_origin(url: str, key: str) -> None:
         (200, None, 0),
         (204, None, 0),
         (206, None, 0),
+        (299, None, 0),
+        (300, ProtocolError, 7),
         (304, ProtocolError, 7),
+        (399, ProtocolError, 7),
+        (400, HTTPStatusError, 8),
         (302, ProtocolError, 7),
         (401, AuthenticationError, 6),
         (407, AuthenticationError, 6),
@@ -111,6 +120,8 @@ def test_check_status(status: int, error: type[AiowgetError] | None, exit_status
         check_status(status, "Reason\x07")
     assert caught.value.exit_status == exit_status
     assert "\x07" not in str(caught.value)
+    assert str(status) in str(caught.value)
+    assert "Reason" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +152,7 @@ def test_check_complete(received: int, expected: int | None, error: type[Excepti
     if error is None:
         check_complete(received, expected)
     else:
-        with pytest.raises(error):
+        with pytest.raises(error, match=rf"\b{received}\b.*\b{expected}\b"):
             check_complete(received, expected)
 
 
@@ -260,6 +271,7 @@ def test_retry_after_wins_when_sent(error: AiowgetError, delay: float) -> None:
         ("120", 120.0),
         (" 0 ", 0.0),
         ("Thu, 26 Nov 2026 12:00:30 GMT", 30.0),
+        ("Thu, 26 Nov 2026 12:00:30", 30.0),  # no zone: taken as UTC
         ("Thu, 26 Nov 2026 11:00:00 GMT", 0.0),
         ("soon", None),
         ("-5", None),
@@ -287,6 +299,7 @@ def test_retry_after_only_kept_for_429_and_503() -> None:
         ("items 0-1/2", None),
         ("bytes 0-99/200 junk", None),
         (None, None),
+        ("bytes 5-5/10", ContentRange(5, 5, 10)),  # one byte
     ],
 )
 def test_parse_content_range(value: str | None, parsed: ContentRange | None) -> None:
@@ -360,6 +373,18 @@ def test_judge(status: int, headers: dict[str, str], offset: int, action: Action
 
 
 @pytest.mark.parametrize(
+    ("headers", "offset", "action"),
+    [
+        ({"Content-Range": "bytes */1"}, 1, Action.COMPLETE),  # a one-byte .part, whole
+        ({"Content-Range": "bytes */5"}, 1, Action.RESTART),
+        ({}, 1, Action.RESTART),  # no total known anywhere: start over
+    ],
+)
+def test_416_without_a_sidecar_total(headers: dict[str, str], offset: int, action: Action) -> None:
+    assert judge(416, "", headers, offset, None, NOW) is action
+
+
+@pytest.mark.parametrize(
     ("headers", "validator", "same"),
     [
         ({}, '"v1"', True),  # If-Range was sent: a 206 without a validator is the one asked
@@ -398,6 +423,8 @@ SEGMENTS = ((0, 99, 100), (100, 199, 5), (200, 299, 0))
         (300, PartState("u", '"v"', 300, ((0, 99, 101), SEGMENTS[1], SEGMENTS[2])), False),
         (300, PartState("u", '"v"', 300, ((0, 99, -1), SEGMENTS[1], SEGMENTS[2])), False),
         (300, PartState("u", '"v"', 300, ((0, 299, 0), (300, 299, 0))), False),  # backwards
+        (300, PartState("u", '"v"', 300, ((0, 0, 1), (1, 299, 299))), True),  # one-byte segment
+        (300, PartState("u", '"v"', 300, ((0, 99, 100), (100, 199, 150), SEGMENTS[2])), False),
     ],
 )
 def test_part_matches_its_sidecar(size: int, state: PartState, matches: bool) -> None:
@@ -430,3 +457,71 @@ def test_checksum_parse(text: str, parsed: Checksum) -> None:
 def test_checksum_parse_rejects(text: str) -> None:
     with pytest.raises(UsageError):
         Checksum.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "pair"),
+    [
+        ("X-Token: XYZ", ("X-Token", "XYZ")),
+        ("  Accept :  text/html  ", ("Accept", "text/html")),
+        ("X-Url: http://a/b", ("X-Url", "http://a/b")),  # the first colon ends the name
+        ("Empty:", ("Empty", "")),
+    ],
+)
+def test_parse_header(text: str, pair: tuple[str, str]) -> None:
+    assert parse_header(text) == pair
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("no colon", "is not 'Name: value'"),
+        ("bad name: x", "is not 'Name: value'"),
+        (": x", "is not 'Name: value'"),
+        ("X-A: one\rtwo", "line break or NUL"),
+        ("X-A: one\ntwo", "line break or NUL"),
+        ("X-A: one\0two", "line break or NUL"),
+    ],
+)
+def test_parse_header_rejects(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_header(text)
+
+
+def test_basic_authorization() -> None:
+    assert basic_authorization("Aladdin", "open sesame") == "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+    assert basic_authorization("é", "p:w") == "Basic w6k6cDp3"
+    with pytest.raises(UsageError, match="cannot contain ':'"):
+        basic_authorization("a:b", "c")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1", 1), ("10k", 10240), ("1.5M", 1572864), (" 2g ", 2 << 30), ("0.5", 0)],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["0", "0k", "-1", "1x", "", "k", "1 kb"])
+def test_parse_size_and_rate_reject(text: str) -> None:
+    with pytest.raises(UsageError, match=r"^size .* is not a positive amount like 500k or 2M$"):
+        parse_size(text)
+    with pytest.raises(UsageError, match=r"^rate .* is not a positive amount"):
+        parse_rate(text)
+
+
+def test_parse_rate() -> None:
+    assert parse_rate("500k") == 512000.0
+    assert parse_rate("2M") == 2097152.0
+    assert parse_rate("0.5") == 0.5
+
+
+def test_token_bucket_charges_and_refills() -> None:
+    bucket = TokenBucket(rate=100.0, burst=50.0)
+    assert bucket.take(50, now=0.0) == 0.5  # nothing saved up yet: wait for the debt
+    assert bucket.take(0, now=1.0) == 0.0  # refilled to 50 after the debt: no wait
+    assert bucket.tokens == 50.0  # capped at the burst
+    assert bucket.take(80, now=1.0) == pytest.approx(0.3)
+    assert bucket.take(0, now=10.0) == 0.0
+    assert bucket.tokens == 50.0
