@@ -10,7 +10,6 @@ a per-host slot like any other, and no slot is held while waiting for another.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
@@ -20,15 +19,16 @@ from typing import Protocol
 
 import aiohttp
 
-from .errors import AiowgetError, ProtocolError, map_errors
+from .errors import AiowgetError, ContentTooShortError, ProtocolError, map_errors
 from .models import PartState
-from .policy import Action, is_retryable, judge_segment
+from .policy import Action, judge_segment
 from .storage import PartFile
 
 __all__ = ["FileChanged", "SegmentOwner", "fetch_segments"]
 
 WRITE_SIZE = 1 << 20
-SAVE_EVERY = 8 << 20  # bytes between two updates of the sidecar
+# Bytes between two updates of the sidecar: what a kill -9 can lose, beside the writes in flight.
+SAVE_EVERY = 1 << 20
 
 
 class FileChanged(ProtocolError):
@@ -38,14 +38,11 @@ class FileChanged(ProtocolError):
 class SegmentOwner(Protocol):
     """What a segment needs from the transfer it belongs to."""
 
-    @property
-    def retries(self) -> int: ...
-
+    async def retry_or_raise(self, error: AiowgetError) -> None: ...
     def request(
         self, url: str, headers: dict[str, str]
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
     def slot(self, url: str) -> AbstractAsyncContextManager[None]: ...
-    async def pause(self, attempt: int, error: AiowgetError) -> None: ...
     async def report(self, received: int, total: int | None) -> None: ...
     async def pace(self, arrived: int) -> None: ...
 
@@ -82,15 +79,15 @@ class _Split:
             await self.fetch(self.pending.popleft())
 
     async def fetch(self, index: int) -> None:
-        for attempt in itertools.count():
+        while True:
             try:
                 with map_errors():
                     await self.attempt(index)
                 return
+            except FileChanged:
+                raise  # the whole file starts over: not this segment's retry
             except AiowgetError as error:
-                if attempt >= self.owner.retries or not is_retryable(error):
-                    raise
-                await self.owner.pause(attempt, error)
+                await self.owner.retry_or_raise(error)  # the transfer's one budget
 
     async def attempt(self, index: int) -> None:
         assert self.state.segments is not None
@@ -100,6 +97,8 @@ class _Split:
         if self.state.validator:
             headers["If-Range"] = self.state.validator
         async with self.owner.slot(self.url), self.owner.request(self.url, headers) as response:
+            if response.status == 416:  # the file is shorter than planned: it changed
+                raise FileChanged(f"segment {start}-{end}: range not satisfiable any more")
             now = datetime.now(timezone.utc)
             reason = response.reason or ""
             action = judge_segment(
@@ -118,8 +117,8 @@ class _Split:
             position += len(data)
             self.done[index] += len(data)
             await self.progress(len(data))
-        if position != end + 1:
-            raise ProtocolError(f"segment ended at byte {position}, expected {end + 1}")
+        if position != end + 1:  # cut short, however cleanly: retried for the rest
+            raise ContentTooShortError(position - asked[0], end + 1 - asked[0])
 
     async def progress(self, written: int) -> None:
         await self.owner.report(sum(self.done), self.state.total)

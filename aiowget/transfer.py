@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import random
 import ssl
 import time
@@ -122,7 +121,8 @@ class _Transfer:
         self.status: int | None = None
         self.size = 0
         self.note = ""
-        self.attempts = 0
+        self.attempts = 0  # requests made
+        self.failures = 0  # of them, failed: at most `retries` are retried
         self.announced = False
         self.may_split = True
         self.sink: PartFile | None = None  # set with the path, by one look at the disk
@@ -265,16 +265,22 @@ class _Transfer:
         await sink.commit()
 
     async def _attempts(self, url: str, sink: Sink) -> None:
-        for attempt in itertools.count():
+        while True:
             try:
                 with map_errors():
                     while await self._attempt(url, sink):
                         pass
                 return
             except AiowgetError as error:
-                if attempt >= self.options.retries or not is_retryable(error):
-                    raise
-                await self._pause(attempt, error)
+                await self.retry_or_raise(error)
+
+    async def retry_or_raise(self, error: AiowgetError) -> None:
+        """One retry budget per transfer, whole-file requests and segments alike: raise
+        `error` when it is not transient or the budget is spent, else wait before the retry."""
+        self.failures += 1
+        if self.failures > self.options.retries or not is_retryable(error):
+            raise error
+        await self._pause(self.failures - 1, error)
 
     async def _pause(self, attempt: int, error: AiowgetError) -> None:
         options = self.options
@@ -291,7 +297,6 @@ class _Transfer:
 
     async def _attempt(self, url: str, sink: Sink) -> bool:
         """One request; True when it must be asked again without Range right away."""
-        self.attempts += 1
         if isinstance(sink, PartFile) and sink.state is not None and sink.state.segments:
             return await self._split(url, sink, sink.state, fresh=False)
         headers = resume_headers(sink.offset, sink.state)
@@ -350,10 +355,6 @@ class _Transfer:
 
     # What the segments of a split download need (segments.SegmentOwner).
 
-    @property
-    def retries(self) -> int:
-        return self.options.retries
-
     def request(
         self, url: str, headers: dict[str, str]
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
@@ -361,9 +362,6 @@ class _Transfer:
 
     def slot(self, url: str) -> AbstractAsyncContextManager[None]:
         return self.ctx.host_slot(origin(url))
-
-    async def pause(self, attempt: int, error: AiowgetError) -> None:
-        await self._pause(attempt, error)
 
     async def report(self, received: int, total: int | None) -> None:
         """Progress, a few times a second."""
@@ -486,6 +484,7 @@ class _Transfer:
         self, url: str, extra: dict[str, str]
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         options = self.options
+        self.attempts += 1
         return self.ctx.session.get(
             url,
             headers=self._headers(url, extra),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
+import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from aiowget.models import PartState
 from aiowget.naming import flat_name
 from aiowget.policy import MIN_SEGMENT, Action, judge_segment, plan_segments, splittable
 
-from .conftest import ServeFactory, Server, body, read_meta, run_cli
+from .conftest import ServeFactory, Server, body, leave_part, read_meta, run_cli
 from .faults import Fault, FaultyFile
 
 MiB = 1 << 20
@@ -215,3 +218,104 @@ async def test_checksum_of_a_split_download(serve: ServeFactory, tmp_path: Path)
     )
     assert bad.exit_code == 1
     assert list((tmp_path / "b").iterdir()) == []
+
+
+# Segments that fail ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(chunked=True, short=1000), Fault(cut_after=1000), Fault(stall_after=1000)],
+    ids=["ends-cleanly-short", "connection-dropped", "stalls"],
+)
+async def test_a_short_segment_is_retried_for_the_rest(
+    serve: ServeFactory, tmp_path: Path, fault: Fault
+) -> None:
+    faulty = FaultyFile(CONTENT, [Fault(), fault])
+    server = await serve_file(serve, faulty)
+
+    result = await fetch(server, tmp_path, timeout=0.5)
+    faulty.release.set()
+
+    assert result.error is None
+    assert result.path is not None
+    assert result.path.read_bytes() == CONTENT
+    assert len(faulty.requests) == 1 + 4 + 1  # the probe, four segments, one retry
+    assert result.attempts == len(faulty.requests)
+
+
+async def test_a_416_to_a_segment_starts_over_in_one_stream(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # An earlier run filled the first half; the file has since shrunk below that, and the
+    # server kept its ETag and ignores If-Range: every missing segment is answered 416.
+    smaller = body(3 * MiB, "smaller")
+    faulty = FaultyFile(smaller)
+    server = await serve_file(serve, faulty)
+    url = server.url("/f")
+    half, total = 4 * MiB, len(CONTENT)
+    segments = [(0, half - 1, half), (half, total - 1, 0)]
+    leave_part(tmp_path / flat_name(url), url, CONTENT, total=total, segments=segments)
+
+    result = await fetch(server, tmp_path)
+
+    assert result.error is None
+    assert result.path is not None
+    assert result.path.read_bytes() == smaller
+    assert faulty.ranges() == [f"bytes={half}-{total - 1}", None]
+
+
+async def test_segments_share_the_transfers_one_retry_budget(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    faulty = FaultyFile(CONTENT, [Fault()] + [Fault(status=503)] * 100)
+    server = await serve_file(serve, faulty)
+
+    result = await fetch(server, tmp_path, retries=2)
+
+    assert result.exit_status == 8
+    # The third failure ends the transfer; at most the three other segments were in flight.
+    assert len(faulty.requests) <= 1 + 3 + 3
+    assert result.attempts == len(faulty.requests)
+    assert not result.path or not result.path.exists()
+
+
+async def test_kill_9_mid_split_loses_at_most_a_mib_per_segment(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # Each segment sends 1.5 MiB, then stalls: one 1 MiB write each, the rest in its buffer.
+    faulty = FaultyFile(CONTENT, [Fault()] + [Fault(stall_after=3 * MiB // 2)] * 4)
+    server = await serve_file(serve, faulty)
+    url = server.url("/f")
+    final = tmp_path / flat_name(url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiowget", "-s", "4", "-P", tmp_path, url
+    )
+
+    def saved() -> int:
+        try:
+            return sum(done for _, _, done in read_meta(final)["segments"])
+        except (OSError, ValueError, TypeError):
+            return 0
+
+    deadline = time.monotonic() + 20
+    while saved() < 3 * MiB:
+        assert process.returncode is None
+        assert time.monotonic() < deadline, f"the sidecar never recorded 3 MiB ({saved()})"
+        await asyncio.sleep(0.02)
+    process.kill()
+    await process.wait()
+    faulty.release.set()
+    before = len(faulty.requests)
+
+    rerun = await run_cli("-P", tmp_path, "-s", "4", url)
+
+    assert rerun.exit_code == 0
+    assert final.read_bytes() == CONTENT
+    asked = sum(b - a + 1 for a, b in spans_since(faulty, before))
+    assert asked <= len(CONTENT) - 3 * MiB
+
+
+def spans_since(faulty: FaultyFile, first: int) -> list[tuple[int, int]]:
+    asked = [r.range for r in faulty.requests[first:] if r.range is not None]
+    return [(int(a), int(b)) for a, _, b in (r[len("bytes=") :].partition("-") for r in asked)]
