@@ -202,7 +202,9 @@ def command(
     except UsageError as error:
         _fail(error)
     if dask is not None:
-        raise typer.Exit(_run_on_dask(dask, urls, input_file, options, quiet))
+        # A --checksum (one URL) travels with its URL, as an input line's checksum= would.
+        lines = [f"{url} checksum={digest}" if digest else url for url in urls]
+        raise typer.Exit(_run_on_dask(dask, lines, input_file, options, quiet))
     reporter = ConsoleReporter(
         mode=_mode(progress),
         quiet=quiet,

@@ -246,7 +246,7 @@ def download(
         futures = {
             dask.submit(
                 run_shard,
-                str(target),
+                str(target.resolve()),  # workers may run in another directory
                 shard,
                 downloader_options,
                 key=f"aiowget-{target.resolve()}-{shard}",

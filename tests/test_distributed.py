@@ -244,3 +244,41 @@ def test_command_line_runs_on_a_local_cluster(site: tuple[Site, str], tmp_path: 
     assert "[+] shard 0 (1/1): 40 saved" in done.stderr
     assert "1/1 shards done, 40 saved, 0 skipped, 0 failed" in done.stderr
     assert_complete(out, base, 40)
+
+
+def test_a_relative_directory_works_for_workers_elsewhere(
+    site: tuple[Site, str], client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, base = site
+    monkeypatch.chdir(tmp_path)
+    client.run(os.chdir, "/")  # the workers run in another directory, as on a cluster
+
+    report = run(urls_or_input_file=urls(base, 5), directory="out", client=client, shard_size=5)
+
+    assert report.exit_status == 0
+    assert report.saved == 5
+    assert_complete(tmp_path / "out", base, 5)
+
+
+@pytest.mark.parametrize(("good", "status"), [(True, 0), (False, 1)])
+def test_command_line_checksum_is_verified_on_the_cluster(
+    site: tuple[Site, str], tmp_path: Path, good: bool, status: int
+) -> None:
+    _, base = site
+    url = f"{base}/0"
+    digest = hashlib.sha256(content("0") if good else b"other").hexdigest()
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "aiowget", "--dask", "local:1", "-P", str(out)]
+    scratch = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(tmp_path / "dask")}
+
+    done = subprocess.run(
+        [*command, "--checksum", f"sha256:{digest}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=scratch,
+    )
+
+    assert done.returncode == status, done.stderr
+    saved = out / "shard-00000" / flat_name(url)
+    assert saved.exists() is good
