@@ -123,7 +123,7 @@ class _Split:
     async def progress(self, written: int) -> None:
         await self.owner.report(sum(self.done), self.state.total)
         self.unsaved += written
-        if self.unsaved >= SAVE_EVERY and not self.saving.locked():
+        if self.unsaved >= SAVE_EVERY:  # never skipped: a save under way may predate this write
             await self.save()
 
     async def save(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 import aiowget
 from aiowget.models import PartState
@@ -299,12 +300,14 @@ async def test_kill_9_mid_split_loses_at_most_a_mib_per_segment(
             return 0
 
     deadline = time.monotonic() + 20
-    while saved() < 3 * MiB:
-        assert process.returncode is None
-        assert time.monotonic() < deadline, f"the sidecar never recorded 3 MiB ({saved()})"
-        await asyncio.sleep(0.02)
-    process.kill()
-    await process.wait()
+    try:
+        while saved() < 3 * MiB:  # the file system has no event to wait on
+            assert process.returncode is None
+            assert time.monotonic() < deadline, f"the sidecar never recorded 3 MiB ({saved()})"
+            await asyncio.sleep(0.02)
+    finally:
+        process.kill()
+        await process.wait()
     faulty.release.set()
     before = len(faulty.requests)
 
@@ -319,3 +322,56 @@ async def test_kill_9_mid_split_loses_at_most_a_mib_per_segment(
 def spans_since(faulty: FaultyFile, first: int) -> list[tuple[int, int]]:
     asked = [r.range for r in faulty.requests[first:] if r.range is not None]
     return [(int(a), int(b)) for a, _, b in (r[len("bytes=") :].partition("-") for r in asked)]
+
+
+HALF = 4 * MiB
+
+
+@pytest.mark.parametrize(
+    ("part", "segments"),
+    [
+        (CONTENT[: 2 * MiB], [(0, HALF - 1, HALF), (HALF, len(CONTENT) - 1, 0)]),  # truncated
+        (CONTENT + b"junk", [(0, HALF - 1, HALF), (HALF, len(CONTENT) - 1, 0)]),  # too long
+        (CONTENT, []),
+        (CONTENT, [(0, HALF - 1, HALF)]),  # the second segment missing from the list
+        (CONTENT, [(0, HALF - 1, HALF + 1), (HALF, len(CONTENT) - 1, 0)]),  # more than it holds
+    ],
+    ids=["truncated", "too-long", "no-segments", "segment-missing", "overfull"],
+)
+async def test_a_part_that_disagrees_with_its_sidecar_starts_over(
+    serve: ServeFactory, tmp_path: Path, part: bytes, segments: list[tuple[int, int, int]]
+) -> None:
+    faulty = FaultyFile(CONTENT)
+    server = await serve_file(serve, faulty)
+    url = server.url("/f")
+    planted = bytearray(part)
+    planted[: 2 * MiB] = bytes(2 * MiB)  # zeros where the sidecar says bytes are done
+    leave_part(
+        tmp_path / flat_name(url), url, bytes(planted), total=len(CONTENT), segments=segments
+    )
+
+    result = await fetch(server, tmp_path)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == CONTENT
+    assert faulty.requests[0].range is None  # nothing of the .part was trusted
+
+
+async def test_a_split_download_that_changes_midway_reports_the_new_hash(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # Planned on version 1; the segments find version 2 (If-Range fails: 200): one stream.
+    new = body(len(CONTENT), "version 2")
+    first, then = FaultyFile(CONTENT), FaultyFile(new, etag='"v2"')
+    count = iter(range(1_000_000))
+
+    async def changing(request: web.Request) -> web.StreamResponse:
+        return await (first if next(count) == 0 else then).handler(request)
+
+    server = await serve({"/f": changing})
+
+    result = await fetch(server, tmp_path, compute_sha256=True)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == new
+    assert result.sha256 == hashlib.sha256(new).hexdigest()
