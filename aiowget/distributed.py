@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import hashlib
 import itertools
 import json
@@ -67,6 +68,10 @@ class ShardPaths:
     @property
     def manifest(self) -> Path:
         return self._state(".jsonl")
+
+    @property
+    def lock(self) -> Path:
+        return self._state(".lock")
 
     @property
     def status(self) -> Path:
@@ -143,16 +148,44 @@ def _batches(lines: Iterator[str], size: int) -> Iterator[list[str]]:
 
 
 def run_shard(
-    directory: str | os.PathLike[str], shard: int, options: Mapping[str, Any] | None = None
+    directory: str | os.PathLike[str],
+    shard: int,
+    options: Mapping[str, Any] | None = None,
+    *,
+    on_wait: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Download shard `shard` of the job in `directory` with the `Downloader` options given;
     return its summary. Engine-free: any scheduler (Dask, Ray, Slurm, a shell loop) may call
-    it, in any process."""
+    it, in any process.
+
+    A shard has one owner at a time: a second runner (a rerun while the job still runs, a
+    retry of a worker presumed dead) calls `on_wait`, waits for the first, and then returns
+    the summary it wrote, never writing itself. `UsageError` when there is no such shard."""
     paths = ShardPaths(Path(directory), shard)
-    if paths.status.exists():
-        summary: dict[str, Any] = json.loads(paths.status.read_text())
-        return summary
-    return asyncio.run(_run_shard(paths, dict(options or {})))
+    if not paths.urls.exists():
+        raise UsageError(f"no shard {shard} in {directory}: no {paths.urls}")
+    with _owning(paths, on_wait):
+        if paths.status.exists():
+            summary: dict[str, Any] = json.loads(paths.status.read_text())
+            return summary
+        return asyncio.run(_run_shard(paths, dict(options or {})))
+
+
+@contextmanager
+def _owning(paths: ShardPaths, on_wait: Callable[[], None] | None) -> Iterator[None]:
+    """Hold the shard's lock file (`flock`; never removed, so every runner locks one file)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(paths.lock, flags, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, Any]:
@@ -294,7 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 3 or args[0] != "run-shard" or not args[2].isdigit():
         print("usage: python -m aiowget.distributed run-shard OUT N", file=sys.stderr)
         return int(ExitStatus.USAGE)
-    summary = run_shard(args[1], int(args[2]))
+
+    def waiting() -> None:
+        print(
+            f"aiowget: shard {args[2]} is being run by another process; waiting for it",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        summary = run_shard(args[1], int(args[2]), on_wait=waiting)
+    except UsageError as error:
+        print(f"aiowget: {error}", file=sys.stderr)
+        return int(ExitStatus.USAGE)
     print(json.dumps(summary))
     return int(summary["exit_status"])
 

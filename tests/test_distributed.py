@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -282,3 +283,41 @@ def test_command_line_checksum_is_verified_on_the_cluster(
     assert done.returncode == status, done.stderr
     saved = out / "shard-00000" / flat_name(url)
     assert saved.exists() is good
+
+
+def test_one_shard_run_twice_at_once_has_one_owner(site: tuple[Site, str], tmp_path: Path) -> None:
+    server, base = site
+    out = tmp_path / "out"
+    distributed.plan_shards(urls(base, 20), out, 20)
+    command = [sys.executable, "-m", "aiowget.distributed", "run-shard", str(out), "0"]
+    gate = threading.Event()
+    server.on_request = lambda name, request: gate.wait(30) if name == "7" else None
+
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as first:
+        deadline = time.monotonic() + 30
+        while not server.requests["7"]:  # the first runner is inside the shard
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as second:
+            assert second.stderr is not None
+            waiting = second.stderr.readline().decode()  # said before it blocks
+            gate.set()
+            outputs = [first.communicate(timeout=60), second.communicate(timeout=60)]
+
+    assert "shard 0 is being run by another process; waiting" in waiting
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert [json.loads(stdout)["saved"] for stdout, _ in outputs] == [20, 20]  # one summary
+    assert set(server.requests.values()) == {1}  # the second runner fetched nothing
+    assert_complete(out, base, 20)
+    rows = [json.loads(r) for r in distributed.ShardPaths(out, 0).manifest.read_text().splitlines()]
+    assert [r["outcome"] for r in rows] == ["saved"] * 20
+
+
+def test_run_shard_of_a_shard_that_does_not_exist(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "aiowget.distributed", "run-shard", str(tmp_path), "7"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("aiowget: no shard 7 in ")
+    assert "Traceback" not in done.stderr
