@@ -276,6 +276,7 @@ def download(
         else:
             pending.append(shard)
     with _connected(client, address) as dask:
+        downloader_options = _shared_rate(downloader_options, dask)
         futures = {
             dask.submit(
                 run_shard,
@@ -298,6 +299,16 @@ def download(
             if on_shard is not None:
                 on_shard(shard, report)
     return report
+
+
+def _shared_rate(options: dict[str, Any], dask: Any) -> dict[str, Any]:
+    """`limit_rate` is for the whole job: each of the shards that can run at once (one per
+    worker thread) gets its share."""
+    rate = options.get("limit_rate")
+    if rate is None:
+        return options
+    slots = max(1, sum(dask.nthreads().values()))
+    return {**options, "limit_rate": rate / slots}
 
 
 @contextmanager

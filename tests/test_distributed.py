@@ -321,3 +321,12 @@ def test_run_shard_of_a_shard_that_does_not_exist(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("aiowget: no shard 7 in ")
     assert "Traceback" not in done.stderr
+
+
+def test_limit_rate_is_shared_by_the_shards_that_run_at_once(client: Client) -> None:
+    # Two worker processes of one thread each: two shards at once, half the budget each.
+    assert distributed._shared_rate({"limit_rate": 1000.0, "jobs": 4}, client) == {
+        "limit_rate": 500.0,
+        "jobs": 4,
+    }
+    assert distributed._shared_rate({"jobs": 4}, client) == {"jobs": 4}
