@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -249,9 +249,12 @@ def _run_on_dask(
     source: Iterable[str] | str = input_file if input_file not in (None, STDIN) else urls
     if input_file == STDIN:
         source = itertools.chain(urls, sys.stdin)  # streamed into shards, never held whole
-    report = distributed.download(
-        source, directory, address=address, on_shard=shard_done, **settings
-    )
+    try:
+        report = distributed.download(
+            source, directory, address=address, on_shard=shard_done, **settings
+        )
+    except UsageError as error:
+        _fail(error)
     for shard, reason in report.shards_failed.items():
         typer.echo(f"[-] shard {shard}: {reason}", err=True)
     typer.echo(
@@ -280,7 +283,7 @@ def _check_sources(
         raise UsageError("--checksum takes exactly one URL (use checksum= in an input file)")
 
 
-def _fail(error: AiowgetError) -> None:
+def _fail(error: AiowgetError) -> NoReturn:
     typer.echo(f"aiowget: {error}", err=True)
     raise typer.Exit(int(error.exit_status))
 

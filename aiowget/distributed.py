@@ -108,19 +108,46 @@ class Report:
 def plan_shards(source: Iterable[str] | str | os.PathLike[str], directory: Path, size: int) -> int:
     """Cut the input into shard files of `size` lines (streamed); return how many there are.
 
-    Done once per job: a rerun finds `plan.json` and keeps the shards it made."""
+    Done once per job: a rerun finds `plan.json` and keeps the shards it made, once it has
+    checked (reading the input again, as a stream) that the input and `size` are the same;
+    `UsageError` when they are not, rather than a job that silently skips the new URLs."""
     plan = directory / STATE / "plan.json"
-    if plan.exists():
-        return int(json.loads(plan.read_text())["shards"])
     if size < 1:
         raise UsageError(f"shard_size must be at least 1, got {size}")
+    if plan.exists():
+        return _check_plan(json.loads(plan.read_text()), source, directory, size)
     (directory / STATE).mkdir(parents=True, exist_ok=True)
-    count = 0
+    count, digest = 0, hashlib.sha256()
     with _lines(source) as lines:
-        for count, batch in enumerate(_batches(lines, size), start=1):
+        for count, batch in enumerate(_batches(_hashed(lines, digest), size), start=1):
             _write_atomically(ShardPaths(directory, count - 1).urls, "".join(batch))
-    _write_atomically(plan, json.dumps({"shards": count, "shard_size": size}))
+    record = {"shards": count, "shard_size": size, "input_sha256": digest.hexdigest()}
+    _write_atomically(plan, json.dumps(record))
     return count
+
+
+def _check_plan(
+    record: dict[str, Any],
+    source: Iterable[str] | str | os.PathLike[str],
+    directory: Path,
+    size: int,
+) -> int:
+    digest = hashlib.sha256()
+    with _lines(source) as lines:
+        for _ in _hashed(lines, digest):
+            pass
+    if (record.get("shard_size"), record.get("input_sha256")) != (size, digest.hexdigest()):
+        raise UsageError(
+            f"{directory} holds a job planned from another input or shard size; use a new "
+            f"directory, or remove {directory / STATE / 'plan.json'} and its shards to start over"
+        )
+    return int(record["shards"])
+
+
+def _hashed(lines: Iterator[str], digest: Any) -> Iterator[str]:
+    for line in lines:
+        digest.update(line.encode(errors="surrogatepass"))
+        yield line
 
 
 @contextmanager

@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from distributed import Client, LocalCluster
 
+import aiowget
 from aiowget import distributed
 from aiowget.demo import serving
 from aiowget.naming import flat_name
@@ -330,3 +331,19 @@ def test_limit_rate_is_shared_by_the_shards_that_run_at_once(client: Client) -> 
         "jobs": 4,
     }
     assert distributed._shared_rate({"jobs": 4}, client) == {"jobs": 4}
+
+
+def test_a_rerun_with_another_input_is_refused_not_skipped(
+    site: tuple[Site, str], client: Client, tmp_path: Path
+) -> None:
+    _, base = site
+    out = tmp_path / "out"
+    run(urls_or_input_file=urls(base, 5), directory=out, client=client, shard_size=5)
+
+    with pytest.raises(aiowget.UsageError, match="planned from another input or shard size"):
+        run(urls_or_input_file=urls(base, 6), directory=out, client=client, shard_size=5)
+    with pytest.raises(aiowget.UsageError, match="planned from another input or shard size"):
+        run(urls_or_input_file=urls(base, 5), directory=out, client=client, shard_size=2)
+    again = run(urls_or_input_file=urls(base, 5), directory=out, client=client, shard_size=5)
+    assert again.exit_status == 0
+    assert again.shards_done == 1
