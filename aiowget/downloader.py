@@ -184,6 +184,8 @@ class Downloader:
             while not gathered.done():
                 with suppress(asyncio.CancelledError):
                     await asyncio.wait({gathered})
+            if not gathered.cancelled():
+                gathered.exception()  # retrieved: no "exception was never retrieved" at exit
             raise
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
