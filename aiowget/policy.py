@@ -272,10 +272,7 @@ def judge(
     validator match what the .part was made from; anything else starts over, never appends
     bytes of another version. Error statuses raise."""
     if status == 416 and offset > 0:
-        known = state.total if state is not None else None
-        announced = parse_content_range(headers.get("Content-Range"))
-        whole = offset in (known, announced.total if announced else None)
-        return Action.COMPLETE if whole else Action.RESTART
+        return Action.COMPLETE if _already_whole(headers, offset, state) else Action.RESTART
     retry_after = parse_retry_after(headers.get("Retry-After"), now)
     check_status(status, reason, retry_after)
     if status != 206:
@@ -283,6 +280,22 @@ def judge(
     if offset == 0 or state is None:
         raise ProtocolError("206 Partial Content to a request without Range")
     return Action.APPEND if _same_file(headers, offset, state) else Action.RESTART
+
+
+def _already_whole(headers: Mapping[str, str], offset: int, state: PartState | None) -> bool:
+    """A 416 to `Range: bytes=offset-` finishes the file only when the .part is known whole:
+    the sidecar's total is `offset`; or the 416 says the total is `offset` and names the very
+    validator the .part was made from (a 416 of another version says nothing about ours)."""
+    if state is None:
+        return False
+    if state.total is not None:
+        return state.total == offset
+    announced = parse_content_range(headers.get("Content-Range"))
+    return (
+        announced is not None
+        and announced.total == offset
+        and _names_validator(headers, state.validator)
+    )
 
 
 def _same_file(headers: Mapping[str, str], offset: int, state: PartState) -> bool:
@@ -295,13 +308,18 @@ def _same_file(headers: Mapping[str, str], offset: int, state: PartState) -> boo
 
 
 def same_validator(headers: Mapping[str, str], validator: str | None) -> bool:
-    """A 206 is of the version asked for: the validator it names, if any, is exactly ours (a
-    weak or different ETag, or another date, is another version)."""
+    """A 206 is of the version asked for: it names exactly our validator. A weak or different
+    ETag, another date, or none at all (RFC 9110 15.3.7 requires it on a 206 whenever a 200
+    would carry it) is not proof of the same version, and appending would mix two."""
+    return validator is None or _names_validator(headers, validator)
+
+
+def _names_validator(headers: Mapping[str, str], validator: str | None) -> bool:
     if validator is None:
-        return True
+        return False
     field = "ETag" if validator.startswith('"') else "Last-Modified"
     answered = headers.get(field)
-    return answered is None or answered.strip() == validator
+    return answered is not None and answered.strip() == validator
 
 
 # Request options and the rate limit ------------------------------------------------------

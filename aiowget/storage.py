@@ -379,10 +379,11 @@ def _open_part(part: Path) -> int:
                 raise
             os.unlink(part)  # a symlink planted at our name: removed, never followed
             continue
-        if stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
             os.set_blocking(fd, True)
             return fd
-        os.close(fd)  # something else planted at our name (a FIFO, a device): not ours
+        os.close(fd)  # planted at our name (a FIFO, a device, a hard link to a victim): not ours
         os.unlink(part)
     raise LocalIOError(f"cannot create {part}: something keeps taking its place")
 
@@ -397,6 +398,9 @@ def _work_dir_ready(directory: Path) -> None:
         info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode):
         raise LocalIOError(f"{directory} is in the way of aiowget's working files (not a folder)")
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        # Another user could swap a .part for bytes of their own before the rename.
+        raise LocalIOError(f"{directory} belongs to another user or is writable by others")
 
 
 def _still_named(fd: int, part: Path) -> bool:
@@ -410,8 +414,10 @@ def _still_named(fd: int, part: Path) -> bool:
 
 def _read_meta(meta: Path, url: str) -> PartState | None:
     try:
-        with open(meta, "rb", opener=lambda p, f: os.open(p, os.O_RDONLY | _NOFOLLOW)) as f:
-            fields: dict[str, Any] = json.loads(f.read(1 << 20))
+        # Non-blocking: a FIFO planted there reads as nothing instead of waiting for ever.
+        flags = os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK
+        with open(meta, "rb", opener=lambda p, f: os.open(p, flags)) as f:
+            fields: dict[str, Any] = json.loads(f.read(1 << 20) or b"null")
         if fields["key"] != url_key(url):
             return None
         segments = fields.get("segments")
@@ -421,8 +427,8 @@ def _read_meta(meta: Path, url: str) -> PartState | None:
             total=_optional(fields["total"], int),
             segments=None if segments is None else tuple(map(_segment, segments)),
         )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None  # anything but a sidecar of ours: start from the first byte
 
 
 def _optional(value: Any, kind: type[T]) -> T | None:
@@ -497,7 +503,11 @@ def _commit(fd: int, part: Path, final: Path, meta: Path) -> None:
     try:
         with suppress(FileNotFoundError):
             os.unlink(meta)
-        os.replace(part, final)
+        try:
+            os.replace(part, final)
+        except IsADirectoryError:
+            os.unlink(part)  # whole, but nowhere to go: not kept as if it could be resumed
+            raise LocalIOError(f"cannot save {final}: it is a directory") from None
     finally:
         os.close(fd)
 

@@ -30,6 +30,7 @@ from .errors import (
     ContentTooShortError,
     FileTooLargeError,
     ProtocolError,
+    UsageError,
     map_errors,
 )
 from .models import (
@@ -190,6 +191,8 @@ class _Transfer:
     async def _choose_path(self, name: str) -> bool:
         """Set `self.path` (and claim its `.part`) for `name`; False when skipped."""
         if self.job.path is not None:
+            if self.job.path.name == naming.WORK_DIR:
+                raise UsageError(f"{self.job.path}: {naming.WORK_DIR} is aiowget's working folder")
             return await self._claim(self.job.path)
         await self.ctx.directory_ready()
         claimed, duplicate = self.ctx.names.claim(name, self.job.url)
@@ -230,7 +233,7 @@ class _Transfer:
                 await asyncio.sleep(LOCK_POLL)
                 continue
             if if_exists is IfExists.RENAME and found.there:  # taken while we looked
-                await found.release(keep=True)
+                await found.release(keep=False)
                 continue
             self.sink = found
             return True

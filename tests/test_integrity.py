@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import os
 import signal
 import sys
 import time
@@ -257,6 +258,37 @@ async def test_a_206_naming_another_etag_is_not_appended(
     assert asked[2:] == [None]
 
 
+async def test_a_206_naming_no_validator_is_not_appended(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # The file changed; the server ignores If-Range and sends the range with no ETag at all.
+    first = FaultyFile(V1, [Fault(cut_after=2 * MiB)], etag='"v1"')
+    then = FaultyFile(V2, [Fault(ignore_if_range=True)], etag=None)
+    server = await serve({"/f": versions(first, then)})
+
+    (result,) = await aiowget.download([server.url("/f")], tmp_path, **FAST)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == V2
+    assert ranges(first, then)[2:] == [None]  # the 206 was dropped: the whole file again
+
+
+async def test_a_416_of_another_version_does_not_finish_the_file(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    # No length at first; cut at 2 MiB. The file is now 2 MiB long: a 416 to "bytes=2MiB-".
+    shorter = V2[: 2 * MiB]
+    first = FaultyFile(V1, [Fault(chunked=True, cut_after=2 * MiB)], etag='"v1"')
+    then = FaultyFile(shorter, [Fault(ignore_if_range=True)], etag='"v2"')
+    server = await serve({"/f": versions(first, then)})
+
+    (result,) = await aiowget.download([server.url("/f")], tmp_path, **FAST)
+
+    assert result.path is not None
+    assert result.path.read_bytes() == shorter
+    assert ranges(first, then) == [None, f"bytes={2 * MiB}-", None]
+
+
 async def test_a_206_without_a_total_is_held_to_its_content_range(
     serve: ServeFactory, tmp_path: Path
 ) -> None:
@@ -405,3 +437,133 @@ async def test_a_working_folder_that_is_a_symlink_is_refused(
     assert result.exit_code == 3
     assert ".aiowget" in result.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+# Sidecars and working files that are not what they should be --------------------------------
+
+
+@pytest.mark.parametrize(
+    "sidecar",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than the JSON parser goes
+        b'{"key": "%s", "validator": 7, "total": null, "segments": null}',
+        b'{"key": "%s", "validator": "\\"v1\\"", "total": "many", "segments": null}',
+        b'{"key": "%s", "validator": "\\"v1\\"", "total": true, "segments": null}',
+        b'{"key": "%s", "validator": "\\"v1\\"", "total": 9, "segments": [[0, null, 1]]}',
+        b'{"key": "%s", "validator": "\\"v1\\"", "total": 9, "segments": [[0, 8]]}',
+        b"null",
+        b"",
+    ],
+    ids=[
+        "nested",
+        "validator",
+        "total-str",
+        "total-bool",
+        "segment-null",
+        "segment-short",
+        "null",
+        "empty",
+    ],
+)
+async def test_a_sidecar_that_is_not_one_of_ours_starts_over(
+    serve: ServeFactory, tmp_path: Path, sidecar: bytes
+) -> None:
+    faulty = FaultyFile(V1)
+    server = await serve({"/f": faulty.handler})
+    url = server.url("/f")
+    final = tmp_path / flat_name(url)
+    leave_part(final, url, V1[:1000])
+    meta_path(final).write_bytes(sidecar.replace(b"%s", url_key(url).encode()))
+
+    result = await run_cli("-P", tmp_path, url)
+
+    assert result.exit_code == 0, result.stderr
+    assert final.read_bytes() == V1
+    assert faulty.ranges() == [None]
+
+
+async def test_a_fifo_at_the_sidecar_does_not_hang_the_run(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f": static(V1, ETag='"v1"')})
+    url = server.url("/f")
+    final = tmp_path / flat_name(url)
+    part_path(final).parent.mkdir()
+    os.mkfifo(meta_path(final))
+
+    result = await asyncio.wait_for(run_cli("-P", tmp_path, url), timeout=30)
+
+    assert result.exit_code == 0, result.stderr
+    assert final.read_bytes() == V1
+
+
+async def test_a_hard_link_planted_at_the_part_is_not_written_through(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f": static(V1, ETag='"v1"')})
+    url = server.url("/f")
+    final = tmp_path / "dl" / flat_name(url)
+    part_path(final).parent.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    os.link(victim, part_path(final))
+
+    result = await run_cli("-P", tmp_path / "dl", url)
+
+    assert result.exit_code == 0, result.stderr
+    assert final.read_bytes() == V1
+    assert victim.read_bytes() == b"precious"
+
+
+async def test_a_working_folder_others_can_write_to_is_refused(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f": static(V1, ETag='"v1"')})
+    (tmp_path / ".aiowget").mkdir()
+    (tmp_path / ".aiowget").chmod(0o777)
+
+    result = await run_cli("-P", tmp_path, server.url("/f"))
+
+    assert result.exit_code == 3
+    assert "writable by others" in result.stderr
+    assert not (tmp_path / flat_name(server.url("/f"))).exists()
+
+
+async def test_output_at_the_working_folders_name_is_a_usage_error(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f": static(V1, ETag='"v1"')})
+
+    result = await run_cli("-O", tmp_path / ".aiowget", server.url("/f"))
+
+    assert result.exit_code == 2
+    assert "working folder" in result.stderr
+    assert files_in(tmp_path) == []
+
+
+async def test_a_final_name_that_is_a_directory_keeps_nothing(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f": static(V1, ETag='"v1"')})
+    url = server.url("/f")
+    (tmp_path / flat_name(url)).mkdir()
+
+    result = await run_cli("--if-exists", "overwrite", "-P", tmp_path, url)
+
+    assert result.exit_code == 3
+    assert f"cannot save {tmp_path / flat_name(url)}: it is a directory" in result.stderr
+    assert files_in(tmp_path) == [flat_name(url)]
+
+
+async def test_a_plain_download_says_nothing_but_its_result(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    faulty = FaultyFile(V1, [Fault(cut_after=2 * MiB)])
+    server = await serve({"/f": faulty.handler})
+    events: list[aiowget.Event] = []
+
+    async with aiowget.Downloader(directory=tmp_path, on_event=events.append, **FAST) as dl:
+        result = await dl.download_one(server.url("/f"))
+
+    assert result.outcome is Outcome.SAVED
+    assert not [e for e in events if isinstance(e, aiowget.Notice)]  # resumed: nothing to say

@@ -355,13 +355,13 @@ def test_resume_headers(offset: int, state: PartState | None, headers: dict[str,
         (200, {}, 0, Action.FROM_ZERO),
         (200, {}, 500, Action.FROM_ZERO),  # Range ignored, or If-Range failed
         (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v1"'}, 500, Action.APPEND),
-        (206, {"Content-Range": "bytes 500-999/1000"}, 500, Action.APPEND),
-        (206, {"Content-Range": "bytes 400-999/1000"}, 500, Action.RESTART),  # wrong offset
+        (206, {"Content-Range": "bytes 500-999/1000"}, 500, Action.RESTART),  # no validator
+        (206, {"Content-Range": "bytes 400-999/1000", "ETag": '"v1"'}, 500, Action.RESTART),
         (206, {"Content-Range": "bytes 500-1999/2000"}, 500, Action.RESTART),  # other total
         (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v2"'}, 500, Action.RESTART),
         (206, {"Content-Range": "bytes 500-999/1000", "ETag": 'W/"v1"'}, 500, Action.RESTART),
-        (206, {"Content-Range": "bytes 500-999/*"}, 500, Action.APPEND),  # total unknown
-        (206, {"Content-Range": "bytes 500-999/1000", "Last-Modified": OLD}, 500, Action.APPEND),
+        (206, {"Content-Range": "bytes 500-999/*", "ETag": '"v1"'}, 500, Action.APPEND),
+        (206, {"Content-Range": "bytes 500-999/1000", "Last-Modified": OLD}, 500, Action.RESTART),
         (206, {}, 500, Action.RESTART),  # no Content-Range at all
         (416, {"Content-Range": "bytes */1000"}, 1000, Action.COMPLETE),
         (416, {}, 1000, Action.COMPLETE),  # the sidecar knows the total
@@ -375,19 +375,22 @@ def test_judge(status: int, headers: dict[str, str], offset: int, action: Action
 @pytest.mark.parametrize(
     ("headers", "offset", "action"),
     [
-        ({"Content-Range": "bytes */1"}, 1, Action.COMPLETE),  # a one-byte .part, whole
-        ({"Content-Range": "bytes */5"}, 1, Action.RESTART),
-        ({}, 1, Action.RESTART),  # no total known anywhere: start over
+        ({"Content-Range": "bytes */1", "ETag": '"v1"'}, 1, Action.COMPLETE),  # one byte, whole
+        ({"Content-Range": "bytes */1", "ETag": '"v2"'}, 1, Action.RESTART),  # another version
+        ({"Content-Range": "bytes */1"}, 1, Action.RESTART),  # which version? start over
+        ({"Content-Range": "bytes */5", "ETag": '"v1"'}, 1, Action.RESTART),
+        ({"ETag": '"v1"'}, 1, Action.RESTART),  # no total known anywhere: start over
     ],
 )
 def test_416_without_a_sidecar_total(headers: dict[str, str], offset: int, action: Action) -> None:
-    assert judge(416, "", headers, offset, None, NOW) is action
+    assert judge(416, "", headers, offset, PartState("u", '"v1"', None), NOW) is action
+    assert judge(416, "", headers, offset, None, NOW) is Action.RESTART
 
 
 @pytest.mark.parametrize(
     ("headers", "validator", "same"),
     [
-        ({}, '"v1"', True),  # If-Range was sent: a 206 without a validator is the one asked
+        ({}, '"v1"', False),  # a 206 must name its validator (RFC 9110 15.3.7)
         ({"ETag": '"v1"'}, '"v1"', True),
         ({"ETag": ' "v1" '}, '"v1"', True),
         ({"ETag": '"v2"'}, '"v1"', False),
