@@ -153,8 +153,7 @@ class PartFile:
         written), or at `offset` (anything past it cut)."""
         await self._close_writer()
         at = 0 if from_zero else self.offset
-        meta = state if from_zero or state != self.state else None
-        writer = await self._hop(_begin, self._locked(), self.meta, at, meta)
+        writer = await self._hop(_begin, self._locked(), self.meta, at, state)
         self.offset, self.state = at, state
         self._file = aiofiles.threadpool.wrap(writer)
 
@@ -461,11 +460,10 @@ def _write_meta(meta: Path, state: PartState) -> None:
     os.replace(temporary, meta)
 
 
-def _begin(fd: int, meta: Path, at: int, state: PartState | None) -> BinaryIO:
+def _begin(fd: int, meta: Path, at: int, state: PartState) -> BinaryIO:
     """Cut the `.part` to `at`, record `state`, and give a writer that appends from there."""
     os.ftruncate(fd, at)  # first: a new sidecar never describes an old version's bytes
-    if state is not None:
-        _write_meta(meta, state)
+    _write_meta(meta, state)
     os.lseek(fd, at, os.SEEK_SET)
     return open(fd, "wb", closefd=False)
 
