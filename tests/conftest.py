@@ -113,8 +113,11 @@ async def run_cli(*args: str | Path, stdin: bytes | None = None) -> CliResult:
     return CliResult(result.exit_code, result.stdout_bytes, result.stderr)
 
 
-async def run_process(*args: str | Path, stdin: bytes = b"") -> CliResult:
-    """aiowget as a real process (`python -m aiowget`), with real pipes."""
+async def run_process(
+    *args: str | Path, stdin: bytes = b"", limit: float | None = None
+) -> CliResult:
+    """aiowget as a real process (`python -m aiowget`), with real pipes; killed, and the test
+    failed, if it outlives `limit` seconds."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -124,7 +127,12 @@ async def run_process(*args: str | Path, stdin: bytes = b"") -> CliResult:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await process.communicate(stdin)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(stdin), limit)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail(f"aiowget {' '.join(map(str, args))} still running after {limit} s")
     assert process.returncode is not None
     return CliResult(process.returncode, stdout, stderr.decode())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from .conftest import (
     files_in,
     leave_part,
     run_cli,
+    run_process,
     static,
 )
 from .faults import Fault, FaultyFile
@@ -78,23 +78,7 @@ def unanswered_port() -> Iterator[int]:
 
 
 async def run_within(limit: float, *args: str | Path) -> CliResult:
-    """aiowget as a process, killed (and the test failed) if it outlives `limit` seconds."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aiowget",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), limit)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.wait()
-        pytest.fail(f"aiowget {' '.join(map(str, args))} still running after {limit} s")
-    assert process.returncode is not None
-    return CliResult(process.returncode, stdout, stderr.decode())
+    return await run_process(*args, limit=limit)
 
 
 async def test_connect_that_never_completes_times_out_with_exit_4(
