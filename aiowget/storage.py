@@ -127,16 +127,19 @@ class PartFile:
 
     @classmethod
     async def claim(
-        cls, path: Path, url: str, *, resume: bool, skip_if_there: bool
+        cls, path: Path, url: str, *, resume: bool, skip_if_there: bool, checked: bool = False
     ) -> PartFile | Found:
         """Lock the `.part` of `path` and look at the disk, in one hop.
 
         `Found.BUSY` while another transfer holds it; `Found.THERE` when `skip_if_there` and
         the final file is there (before or after the lock: then nothing is left behind). The
         sidecar is read when `resume`, and trusted only when it is for `url` and matches the
-        `.part`; otherwise the transfer starts from the first byte."""
+        `.part`; otherwise the transfer starts from the first byte. `checked`: the working
+        folder was already found to be ours in this run (one look less per file)."""
         part = part_path(path)
-        work = asyncio.to_thread(_claim, part, path, url if resume else None, skip_if_there)
+        work = asyncio.to_thread(
+            _claim, part, path, url if resume else None, skip_if_there, checked
+        )
         claim, cancelled = await uninterrupted(work)
         if isinstance(claim, Found):
             if cancelled:
@@ -322,10 +325,14 @@ async def uninterrupted(work: Awaitable[T]) -> tuple[T, bool]:
 # In worker threads ---------------------------------------------------------------------------
 
 
-def _claim(part: Path, final: Path, url: str | None, skip_if_there: bool) -> Claim | Found:
+def _claim(
+    part: Path, final: Path, url: str | None, skip_if_there: bool, checked: bool
+) -> Claim | Found:
     # lexists: a dangling symlink at the final name counts as there, and is never followed.
     if skip_if_there and os.path.lexists(final):
         return Found.THERE  # the usual rerun: nothing created, nothing locked
+    if not checked:
+        _work_dir_ready(part.parent)
     fd = _open_locked(part)
     if fd is None:
         return Found.BUSY
@@ -336,7 +343,8 @@ def _claim(part: Path, final: Path, url: str | None, skip_if_there: bool) -> Cla
             _release(fd, part, meta, keep=False)
             return Found.THERE
         size = os.fstat(fd).st_size
-        state = _read_meta(meta, url) if url is not None else None
+        # An empty .part has nothing to resume: its sidecar, if any, is not worth a read.
+        state = _read_meta(meta, url) if url is not None and size else None
     except BaseException:
         os.close(fd)
         raise
@@ -368,11 +376,11 @@ def _open_locked(part: Path) -> int | None:
 def _open_part(part: Path) -> int:
     flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | os.O_NONBLOCK
     for _ in range(3):
-        _work_dir_ready(part.parent)
         try:
             fd = os.open(part, flags, 0o666)
         except FileNotFoundError:
-            continue  # another run removed the folder, done with it, just now
+            _work_dir_ready(part.parent)  # another run removed it, done with it, just now
+            continue
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise

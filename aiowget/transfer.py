@@ -97,6 +97,8 @@ class Context:
     proxy_for: Callable[[str], str | None] = lambda url: None
     # The directories whose working folder was used: removed at the end if left empty.
     work_dirs: set[Path] = field(default_factory=set)
+    # Those whose working folder was found to be ours (not a symlink, not another user's).
+    checked_dirs: set[Path] = field(default_factory=set)
 
 
 async def transfer(job: Job, ctx: Context, stream: IO[bytes] | None = None) -> Result:
@@ -217,7 +219,10 @@ class _Transfer:
                 self.job.url,
                 resume=self.options.continue_partial,
                 skip_if_there=if_exists is IfExists.SKIP,
+                checked=path.parent in self.ctx.checked_dirs,
             )
+            if isinstance(found, PartFile):
+                self.ctx.checked_dirs.add(path.parent)
             if found is Found.THERE:
                 self.note = "already there"
                 return False
