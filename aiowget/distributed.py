@@ -222,14 +222,19 @@ async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, An
     settings = {**options, "directory": paths.files, "compute_sha256": True}
     temporary = paths.manifest.with_name(paths.manifest.name + ".tmp")
     lines: list[str] = []
+    repeats: list[Result] = []  # a URL listed again: its row waits for the first one's file
     async with aiofiles.open(temporary, "w", encoding="utf-8") as manifest:
         async with Downloader(**settings) as downloader:
             async for result in downloader.iter_download(source.jobs()):
-                lines.append(json.dumps(await _record(result)) + "\n")
                 _count(summary, result)
+                if result.note.startswith("duplicate"):
+                    repeats.append(result)
+                    continue
+                lines.append(json.dumps(await _record(result)) + "\n")
                 if len(lines) >= _MANIFEST_BATCH:
                     await manifest.write("".join(lines))
                     lines.clear()
+        lines += [json.dumps(await _record(result)) + "\n" for result in repeats]
         await manifest.write("".join(lines))
     await aiofiles.os.replace(temporary, paths.manifest)
     await asyncio.to_thread(_write_atomically, paths.status, json.dumps(summary))

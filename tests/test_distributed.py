@@ -347,3 +347,22 @@ def test_a_rerun_with_another_input_is_refused_not_skipped(
     again = run(urls_or_input_file=urls(base, 5), directory=out, client=client, shard_size=5)
     assert again.exit_status == 0
     assert again.shards_done == 1
+
+
+def test_a_url_listed_twice_in_a_shard_gets_two_true_rows(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    server, base = site
+    out = tmp_path / "out"
+    listing = [*urls(base, 3), f"{base}/1"]
+    distributed.plan_shards(listing, out, 10)
+
+    summary = distributed.run_shard(out, 0)
+
+    assert (summary["saved"], summary["skipped"]) == (3, 1)
+    rows = [json.loads(r) for r in distributed.ShardPaths(out, 0).manifest.read_text().splitlines()]
+    repeated = [r for r in rows if r["url"] == f"{base}/1"]
+    assert [r["outcome"] for r in repeated] == ["saved", "skipped"]
+    sha = hashlib.sha256(content("1")).hexdigest()
+    assert [(r["bytes"], r["sha256"]) for r in repeated] == [(len(content("1")), sha)] * 2
+    assert server.requests["1"] == 1
