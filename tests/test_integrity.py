@@ -352,8 +352,21 @@ async def test_a_resumed_file_that_shrank_to_a_small_body_is_saved(
 async def test_two_runs_on_one_directory_both_succeed_and_every_final_file_is_whole(
     serve: ServeFactory, tmp_path: Path, if_exists: str, names: list[str]
 ) -> None:
-    faulty = FaultyFile(V1, [Fault(trickle=(64 * 1024, 0.02))])
-    server = await serve({"/file": faulty.handler})
+    # The first run's body pauses at 1 MiB until the second run says it is waiting for it.
+    go_on = asyncio.Event()
+    requests = 0
+
+    async def paused(request: web.Request) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        response = web.StreamResponse(headers={"Content-Length": str(len(V1)), "ETag": '"v1"'})
+        await response.prepare(request)
+        await response.write(V1[:MiB])
+        await go_on.wait()
+        await response.write(V1[MiB:])
+        return response
+
+    server = await serve({"/file": paused})
     url = server.url("/file")
     args = ["--progress", "none", "--naming", "basename", "--if-exists", if_exists]
     final = tmp_path / "file"
@@ -361,6 +374,9 @@ async def test_two_runs_on_one_directory_both_succeed_and_every_final_file_is_wh
     first = await start(*args, "-P", tmp_path, url)
     await wait_until(lambda: part_path(final).exists() and part_path(final).stat().st_size > 0)
     second = await start(*args, "-P", tmp_path, url)
+    assert second.stderr is not None
+    waiting = await asyncio.wait_for(second.stderr.readline(), timeout=30)
+    go_on.set()
     seen = 0
     while first.returncode is None or second.returncode is None:
         for path in tmp_path.iterdir():
@@ -368,14 +384,13 @@ async def test_two_runs_on_one_directory_both_succeed_and_every_final_file_is_wh
                 assert path.read_bytes() == V1, f"{path.name} is not whole"
                 seen += 1
         await asyncio.sleep(0.01)
-    waits = (await second.stderr.read()).decode() if second.stderr else ""
 
+    assert b"being fetched by another transfer; waiting" in waiting
     assert (first.returncode, second.returncode) == (0, 0)
     assert seen > 0
-    assert "being fetched by another transfer; waiting" in waits
     assert files_in(tmp_path) == ["file" + n for n in names]
     assert all((tmp_path / ("file" + n)).read_bytes() == V1 for n in names)
-    assert len(faulty.requests) == len(names)
+    assert requests == len(names)
 
 
 async def start(*args: str | Path) -> asyncio.subprocess.Process:
