@@ -528,3 +528,18 @@ def test_token_bucket_charges_and_refills() -> None:
     assert bucket.take(80, now=1.0) == pytest.approx(0.3)
     assert bucket.take(0, now=10.0) == 0.0
     assert bucket.tokens == 50.0
+
+
+def test_a_416_never_finishes_a_part_without_a_validator() -> None:
+    nameless = PartState("u", None, None)
+    assert judge(416, "", {"Content-Range": "bytes */10"}, 10, nameless, NOW) is Action.RESTART
+
+
+def test_a_206_to_a_request_without_range_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match=r"^206 Partial Content to a request without Range$"):
+        judge(206, "", {"Content-Range": "bytes 0-9/10"}, 0, STATE, NOW)
+
+
+def test_token_bucket_does_not_wait_when_the_balance_is_exactly_zero() -> None:
+    bucket = TokenBucket(rate=100.0, burst=50.0, tokens=50.0, stamp=0.0)
+    assert bucket.take(50, now=0.0) == 0.0

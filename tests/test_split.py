@@ -55,6 +55,7 @@ DAY1, DAY2 = "Mon, 01 Jan 2024 10:00:00 GMT", "Tue, 02 Jan 2024 10:00:00 GMT"
     ("split", "headers", "total", "ok"),
     [
         (4, RANGES, 8 * MiB, True),
+        (2, RANGES, 2 * MiB, True),  # the least that is split: two segments of 1 MiB
         (1, RANGES, 8 * MiB, False),
         (4, RANGES, MiB, False),  # too small to be worth it
         (4, RANGES, None, False),
@@ -82,6 +83,7 @@ STATE = PartState("u", '"v1"', 1000, ((0, 499, 0), (500, 999, 0)))
         (206, {"Content-Range": "bytes 500-999/2000"}, Action.RESTART),
         (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v2"'}, Action.RESTART),
         (200, {}, Action.RESTART),
+        (200, {"Content-Range": "bytes 500-999/1000", "ETag": '"v1"'}, Action.RESTART),
     ],
 )
 def test_judge_segment(status: int, headers: dict[str, str], action: Action) -> None:
@@ -89,8 +91,9 @@ def test_judge_segment(status: int, headers: dict[str, str], action: Action) -> 
 
 
 def test_judge_segment_raises_for_error_statuses() -> None:
-    with pytest.raises(aiowget.HTTPStatusError):
-        judge_segment(503, "", {}, (500, 999), STATE, NOW)
+    with pytest.raises(aiowget.HTTPStatusError) as caught:
+        judge_segment(503, "", {"Retry-After": "5"}, (500, 999), STATE, NOW)
+    assert caught.value.retry_after == 5.0
 
 
 async def serve_file(serve: ServeFactory, faulty: FaultyFile) -> Server:
