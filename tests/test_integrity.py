@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import os
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -582,3 +583,7 @@ async def test_a_plain_download_says_nothing_but_its_result(
 
     assert result.outcome is Outcome.SAVED
     assert not [e for e in events if isinstance(e, aiowget.Notice)]  # resumed: nothing to say
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert result.path is not None
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o666 & ~umask  # as any new file
