@@ -587,3 +587,25 @@ async def test_a_plain_download_says_nothing_but_its_result(
     os.umask(umask)
     assert result.path is not None
     assert stat.S_IMODE(result.path.stat().st_mode) == 0o666 & ~umask  # as any new file
+
+
+async def test_two_calls_for_one_path_never_mix_their_bodies(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    first, second = FaultyFile(V1, [Fault(trickle=(256 * 1024, 0.01))]), FaultyFile(V2)
+    server = await serve({"/a": first.handler, "/b": second.handler})
+    target = tmp_path / "one.bin"
+    events: list[aiowget.Event] = []
+
+    async with aiowget.Downloader(directory=tmp_path, on_event=events.append, **FAST) as dl:
+        a = asyncio.ensure_future(dl.download_one(server.url("/a"), target))
+        await wait_until(lambda: part_path(target).exists() and part_path(target).stat().st_size)
+        b = await dl.download_one(server.url("/b"), target)
+        a_result = await a
+
+    assert (a_result.outcome, b.outcome) == (Outcome.SAVED, Outcome.SKIPPED)
+    assert b.note == "already there"
+    assert target.read_bytes() == V1
+    (waited,) = [e for e in events if isinstance(e, aiowget.Notice)]
+    assert waited.url == server.url("/b")
+    assert second.requests == []  # the second call waited for the file, then found it there
