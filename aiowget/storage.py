@@ -292,8 +292,8 @@ async def ensure_directory(directory: Path) -> None:
 
 
 async def exists(path: Path) -> bool:
-    # lexists: a dangling symlink at the final name counts as there, and is never followed.
-    return await asyncio.to_thread(os.path.lexists, path)
+    """Whether a final name is taken (`_final_there`: a directory there is an error)."""
+    return await asyncio.to_thread(_final_there, path)
 
 
 async def remove_empty_work_dirs(directories: Iterable[Path]) -> None:
@@ -328,8 +328,7 @@ async def uninterrupted(work: Awaitable[T]) -> tuple[T, bool]:
 def _claim(
     part: Path, final: Path, url: str | None, skip_if_there: bool, checked: bool
 ) -> Claim | Found:
-    # lexists: a dangling symlink at the final name counts as there, and is never followed.
-    if skip_if_there and os.path.lexists(final):
+    if _final_there(final) and skip_if_there:
         return Found.THERE  # the usual rerun: nothing created, nothing locked
     if not checked:
         _work_dir_ready(part.parent)
@@ -351,6 +350,18 @@ def _claim(
     if state is not None and not part_matches(size, state):
         state = None
     return Claim(fd, there, size, state)
+
+
+def _final_there(final: Path) -> bool:
+    """Whether something is at the final name; a dangling symlink counts, and is never
+    followed. A directory there can never be replaced by a file: `LocalIOError`."""
+    try:
+        info = os.lstat(final)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(info.st_mode):
+        raise LocalIOError(f"cannot save {final}: it is a directory")
+    return True
 
 
 def _open_locked(part: Path) -> int | None:

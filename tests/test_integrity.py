@@ -609,3 +609,20 @@ async def test_two_calls_for_one_path_never_mix_their_bodies(
     (waited,) = [e for e in events if isinstance(e, aiowget.Notice)]
     assert waited.url == server.url("/b")
     assert second.requests == []  # the second call waited for the file, then found it there
+
+
+@pytest.mark.parametrize("if_exists", ["skip", "overwrite", "rename"])
+async def test_output_at_an_existing_directory_is_a_clear_local_error(
+    serve: ServeFactory, tmp_path: Path, if_exists: str
+) -> None:
+    faulty = FaultyFile(V1)
+    server = await serve({"/f": faulty.handler})
+    target = tmp_path / "a-directory"
+    target.mkdir()
+
+    result = await run_cli("--if-exists", if_exists, "-O", target, server.url("/f"))
+
+    assert result.exit_code == 3
+    assert f"cannot save {target}: it is a directory" in result.stderr
+    assert files_in(tmp_path) == ["a-directory"]
+    assert faulty.requests == []  # refused before asking
