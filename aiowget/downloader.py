@@ -89,6 +89,7 @@ class Downloader:
         self._hosts = _HostLimiter(self.options.per_host)
         self._directory: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._batches = 0  # lists of URLs started, to tell one list's repeats from a new ask
 
     async def __aenter__(self) -> Downloader:
         options = self.options
@@ -165,10 +166,13 @@ class Downloader:
     async def _pool(
         self, ctx: Context, source: _Source, results: asyncio.Queue[tuple[int, Result]]
     ) -> None:
+        self._batches += 1
+        batch = self._batches % 65535 + 1  # a URL met again in this list is fetched once
+
         async def worker() -> None:
             while (item := await source.next()) is not None:
                 index, job = item
-                await results.put((index, await transfer(job, ctx)))
+                await results.put((index, await transfer(job, ctx, batch=batch)))
 
         # return_exceptions: a cancelled pool still waits for every worker to clean up (without
         # it, gather returns at the first cancelled worker and the rest would be cut short).

@@ -149,25 +149,33 @@ class NameRegistry:
         # only give a URL a hashed name it did not need.
         self._owners: dict[int, int] = {}
 
-    def claim(self, name: str, key: str) -> tuple[str, bool]:
-        """A name for `key` based on `name`, and whether `key` already held it: the same URL
-        twice under the same name is a duplicate, to be fetched once."""
+    def claim(self, name: str, key: str, batch: int = 0) -> tuple[str, bool]:
+        """A name for `key` based on `name`, and whether `key` already held it in the same
+        `batch` (one list of URLs; 0 is a call on its own, never a repeat): the same URL twice
+        in one list is a duplicate, to be fetched once."""
         candidates = itertools.chain(
             (name, disambiguate(name, key)),
             (disambiguate(name, f"{key}#{n}") for n in itertools.count(1)),
         )
         owner_key = hash(key)
+        entry = (owner_key << _BATCH_BITS) | (batch & _BATCH_MASK)
         for candidate in candidates:
             owner = self._owners.get(hash(candidate))
             if owner is None:
-                self._owners[hash(candidate)] = owner_key
+                self._owners[hash(candidate)] = entry
                 return candidate, False
-            if owner == owner_key:
-                return candidate, True
+            if owner >> _BATCH_BITS == owner_key:
+                self._owners[hash(candidate)] = entry
+                return candidate, batch != 0 and owner == entry
         raise AssertionError("unreachable")  # pragma: no cover
 
     def is_taken(self, name: str) -> bool:
         return hash(name) in self._owners
+
+
+# A registry entry is the owner URL's hash with the batch (list) it was last claimed in.
+_BATCH_BITS = 16
+_BATCH_MASK = (1 << _BATCH_BITS) - 1
 
 
 def _unreserved(name: str) -> str:

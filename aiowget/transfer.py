@@ -99,11 +99,56 @@ class Context:
     work_dirs: set[Path] = field(default_factory=set)
     # Those whose working folder was found to be ours (not a symlink, not another user's).
     checked_dirs: set[Path] = field(default_factory=set)
+    # The calls under way, by (URL, target): a twin call awaits the first one's result.
+    inflight: dict[tuple[str, str], asyncio.Future[Result]] = field(default_factory=dict)
 
 
-async def transfer(job: Job, ctx: Context, stream: IO[bytes] | None = None) -> Result:
-    """Fetch one job and report it; never raises for the URL's own failures."""
-    attempt = _Transfer(job, ctx)
+async def transfer(
+    job: Job, ctx: Context, stream: IO[bytes] | None = None, *, batch: int = 0
+) -> Result:
+    """Fetch one job and report it; never raises for the URL's own failures.
+
+    A job whose twin (same URL, same target) is being fetched by another call of this
+    Downloader awaits that call and reports its outcome (and error) as a duplicate; once the
+    twin is done, a new call fetches again, as asked. Within one list (`batch` > 0), a URL
+    met again is fetched once."""
+    if stream is not None:
+        return await _transfer(job, ctx, stream, batch)
+    key = (job.url, str(job.path or job.name or ""))
+    while (running := ctx.inflight.get(key)) is not None:
+        await asyncio.wait({running})  # never raises for the twin's own cancellation
+        if not running.cancelled():
+            return await _duplicate(job, ctx, running.result())
+    ctx.inflight[key] = twin = asyncio.get_running_loop().create_future()
+    try:
+        result = await _transfer(job, ctx, None, batch)
+        twin.set_result(result)
+        return result
+    finally:
+        del ctx.inflight[key]
+        if not twin.done():
+            twin.cancel()  # the twins waiting run on their own
+
+
+async def _duplicate(job: Job, ctx: Context, first: Result) -> Result:
+    result = Result(
+        url=job.url,
+        path=first.path,
+        outcome=Outcome.SKIPPED if first.ok else Outcome.FAILED,
+        error=first.error,
+        status=first.status,
+        note=DUPLICATE,
+        sha256=first.sha256,
+    )
+    await ctx.emit(Finished(result))
+    return result
+
+
+DUPLICATE = "duplicate URL, fetched once"
+
+
+async def _transfer(job: Job, ctx: Context, stream: IO[bytes] | None, batch: int) -> Result:
+    attempt = _Transfer(job, ctx, batch)
     started = time.monotonic()
     try:
         with map_errors():
@@ -116,9 +161,10 @@ async def transfer(job: Job, ctx: Context, stream: IO[bytes] | None = None) -> R
 
 
 class _Transfer:
-    def __init__(self, job: Job, ctx: Context) -> None:
+    def __init__(self, job: Job, ctx: Context, batch: int = 0) -> None:
         self.job = job
         self.ctx = ctx
+        self.batch = batch
         self.options = ctx.options
         self.path: Path | None = job.path
         self.status: int | None = None
@@ -197,10 +243,10 @@ class _Transfer:
                 raise UsageError(f"{self.job.path}: {naming.WORK_DIR} is aiowget's working folder")
             return await self._claim(self.job.path)
         await self.ctx.directory_ready()
-        claimed, duplicate = self.ctx.names.claim(name, self.job.url)
-        if duplicate:
+        claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
+        if duplicate:  # met before in this very list, and done: fetched once
             self.path = self.options.directory / claimed
-            self.note = "duplicate URL, fetched once"
+            self.note = DUPLICATE
             return False
         return await self._claim(self.options.directory / claimed)
 
@@ -246,7 +292,7 @@ class _Transfer:
     async def _numbered_path(self, wanted: Path) -> Path:
         for candidate in naming.numbered_names(wanted.name):
             if self.job.path is None:  # names in the directory are unique within the run
-                claimed, _ = self.ctx.names.claim(candidate, self.job.url)
+                claimed, _ = self.ctx.names.claim(candidate, self.job.url, self.batch)
                 if claimed != candidate:
                     continue
             path = wanted.with_name(candidate)

@@ -597,3 +597,93 @@ def test_a_single_string_is_not_a_url_list() -> None:
 
     with pytest.raises(TypeError, match="single string"):
         _Source("http://example.com/")
+
+
+# The same URL asked for more than once --------------------------------------------------
+
+
+async def test_a_call_for_a_url_under_way_awaits_it_and_shares_its_failure(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+    asked = 0
+
+    async def failing(request: web.Request) -> web.StreamResponse:
+        nonlocal asked
+        asked += 1
+        arrived.set()
+        await release.wait()
+        return web.Response(status=404)
+
+    server = await serve({"/f": failing})
+    async with Downloader(directory=tmp_path, raise_errors=False) as dl:
+        first = asyncio.ensure_future(dl.download_one(server.url("/f")))
+        await arrived.wait()
+        second = asyncio.ensure_future(dl.download_one(server.url("/f")))
+        await asyncio.sleep(0)  # one step: the second call finds the first under way
+        release.set()
+        results = await asyncio.gather(first, second)
+
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED]
+    assert [r.exit_status for r in results] == [8, 8]
+    assert results[1].note == "duplicate URL, fetched once"
+    assert asked == 1
+
+
+async def test_a_call_under_way_that_succeeds_is_shared_and_raise_errors_still_raises(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f": static(body(3 << 20, "f"))})
+    async with Downloader(directory=tmp_path) as dl:
+        a, b = await asyncio.gather(*(dl.download_one(server.url("/f")) for _ in range(2)))
+    assert {a.outcome, b.outcome} == {Outcome.SAVED, Outcome.SKIPPED}
+    assert a.path == b.path
+    assert a.path is not None
+    assert a.path.read_bytes() == body(3 << 20, "f")
+    assert len(server.gets("/f")) == 1
+
+    async def gone(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=404)
+
+    other = await serve({"/g": gone})
+    async with Downloader(directory=tmp_path, raise_errors=True) as dl:
+        calls = [dl.download_one(other.url("/g")) for _ in range(2)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(o, aiowget.HTTPStatusError) for o in outcomes)
+
+
+async def test_a_url_asked_again_after_it_failed_is_fetched_again(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    answers = iter([503, 200, 200])
+    content = body(5000, "again")
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        status = next(answers)
+        return web.Response(status=status, body=content if status == 200 else b"")
+
+    server = await serve({"/f": flaky})
+    url = server.url("/f")
+    async with Downloader(directory=tmp_path, retries=0) as dl:
+        failed = await dl.download_one(url)
+        again = await dl.download_one(url)
+        listed = [r async for r in dl.iter_download([url])]
+
+    assert failed.outcome is Outcome.FAILED
+    assert again.outcome is Outcome.SAVED
+    assert again.path is not None
+    assert again.path.read_bytes() == content
+    assert [r.outcome for r in listed] == [Outcome.SKIPPED]  # there now: not fetched again
+    assert listed[0].note == "already there"
+    assert len(server.gets("/f")) == 2
+
+
+async def test_overwrite_fetches_a_url_asked_again(serve: ServeFactory, tmp_path: Path) -> None:
+    server = await serve({"/f": static(b"fresh")})
+    async with Downloader(directory=tmp_path, if_exists="overwrite") as dl:
+        for _ in range(2):
+            assert (await dl.download_one(server.url("/f"))).outcome is Outcome.SAVED
+        listed = [r.outcome async for r in dl.iter_download([server.url("/f")] * 2)]
+
+    assert sorted(listed) == sorted([Outcome.SAVED, Outcome.SKIPPED])  # once per list
+    assert len(server.gets("/f")) == 3

@@ -179,15 +179,20 @@ def test_registry_keeps_names_unique_and_stable() -> None:
     assert again.claim("f.txt", "http://a/f.txt?2") == second
 
 
-def test_registry_reports_a_duplicate_url() -> None:
+def test_registry_reports_a_duplicate_url_within_one_list() -> None:
     registry = NameRegistry()
-    registry.claim("f", "http://a/f?1")
-    registry.claim("f", "http://a/f?2")
+    registry.claim("f", "http://a/f?1", batch=1)
+    registry.claim("f", "http://a/f?2", batch=1)
 
-    assert registry.claim("f", "http://a/f?1") == ("f", True)
-    assert registry.claim("f", "http://a/f?2")[1] is True
+    assert registry.claim("f", "http://a/f?1", batch=1) == ("f", True)
+    assert registry.claim("f", "http://a/f?2", batch=1)[1] is True
     assert registry.is_taken("f")
     assert not registry.is_taken("g")
+    # Another list, or a call on its own (batch 0), asks again: the same name, no duplicate.
+    assert registry.claim("f", "http://a/f?1", batch=2) == ("f", False)
+    assert registry.claim("f", "http://a/f?1", batch=2) == ("f", True)
+    assert registry.claim("f", "http://a/f?1") == ("f", False)
+    assert registry.claim("f", "http://a/f?1") == ("f", False)
 
 
 def test_registry_survives_a_hash_collision() -> None:

@@ -115,7 +115,7 @@ def test_names_are_unique_within_a_run(batch: list[str]) -> None:
     registry = NameRegistry()
     claimed: dict[str, str] = {}
     for url in filter(usable, batch):
-        name, duplicate = registry.claim(flat_name(url), url)
+        name, duplicate = registry.claim(flat_name(url), url, batch=1)
         if duplicate:
             assert claimed[name] == url
         else:
