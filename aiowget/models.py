@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,8 @@ class Options:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value}")
+            if value == math.inf:
+                set_(self, name, None)  # `inf` is "no limit", which aiohttp spells None
         if self.auth is not None and ":" in self.auth[0]:
             raise UsageError("a user name for Basic auth cannot contain ':'")
         if self.limit_rate is not None and not self.limit_rate > 0:

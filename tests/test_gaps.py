@@ -329,3 +329,13 @@ async def test_untrusted_certificate_exits_5_after_one_handshake(tmp_path: Path)
     assert connections == 1
     assert "[!]" not in result.stderr
     assert files_in(tmp_path) == []
+
+
+async def test_infinite_timeouts_mean_no_limit(serve: ServeFactory, tmp_path: Path) -> None:
+    server = await serve({"/f": static(b"body")})
+    url = server.url("/f")
+
+    result = await run_cli("--connect-timeout", "inf", "-T", "inf", "-P", tmp_path, url)
+
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / flat_name(url)).read_bytes() == b"body"
