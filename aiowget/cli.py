@@ -279,6 +279,8 @@ def _check_sources(
     single = len(urls) == 1 and input_file is None
     if output is not None and not single:
         raise UsageError("-O/--output takes exactly one URL")
+    if output == "":
+        raise UsageError("-O/--output needs a file name (or - for standard output)")
     if checksum is not None and not single:
         raise UsageError("--checksum takes exactly one URL (use checksum= in an input file)")
 
