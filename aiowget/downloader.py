@@ -167,7 +167,7 @@ class Downloader:
         self, ctx: Context, source: _Source, results: asyncio.Queue[tuple[int, Result]]
     ) -> None:
         self._batches += 1
-        batch = self._batches % 65535 + 1  # a URL met again in this list is fetched once
+        batch = self._batches  # a URL met again in this list is fetched once
 
         async def worker() -> None:
             while (item := await source.next()) is not None:

@@ -165,7 +165,8 @@ class NameRegistry:
                 self._owners[hash(candidate)] = entry
                 return candidate, False
             if owner >> _BATCH_BITS == owner_key:
-                self._owners[hash(candidate)] = entry
+                if batch:  # a call on its own leaves the list it belongs to undisturbed
+                    self._owners[hash(candidate)] = entry
                 return candidate, batch != 0 and owner == entry
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -174,7 +175,7 @@ class NameRegistry:
 
 
 # A registry entry is the owner URL's hash with the batch (list) it was last claimed in.
-_BATCH_BITS = 16
+_BATCH_BITS = 32
 _BATCH_MASK = (1 << _BATCH_BITS) - 1
 
 

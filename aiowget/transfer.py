@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import ssl
 import time
@@ -101,6 +102,8 @@ class Context:
     checked_dirs: set[Path] = field(default_factory=set)
     # The calls under way, by (URL, target): a twin call awaits the first one's result.
     inflight: dict[tuple[str, str], asyncio.Future[Result]] = field(default_factory=dict)
+    # By (list, URL, target): results a repeat in that list must echo (failures, renames).
+    remembered: dict[tuple[int, tuple[str, str]], Result] = field(default_factory=dict)
 
 
 async def transfer(
@@ -114,7 +117,7 @@ async def transfer(
     met again is fetched once."""
     if stream is not None:
         return await _transfer(job, ctx, stream, batch)
-    key = (job.url, str(job.path or job.name or ""))
+    key = _twin_key(job)
     while (running := ctx.inflight.get(key)) is not None:
         await asyncio.wait({running})  # never raises for the twin's own cancellation
         if not running.cancelled():
@@ -123,11 +126,21 @@ async def transfer(
     try:
         result = await _transfer(job, ctx, None, batch)
         twin.set_result(result)
+        if batch and (not result.ok or result.note.startswith(RENAMED)):
+            # What a repeat later in the list must report, beyond "saved under its name":
+            # a failure (and its error), or a file kept under another name. Few, so kept.
+            ctx.remembered[(batch, key)] = result
         return result
     finally:
         del ctx.inflight[key]
         if not twin.done():
             twin.cancel()  # the twins waiting run on their own
+
+
+def _twin_key(job: Job) -> tuple[str, str]:
+    """(URL, target): the same URL to the same place, however the place is spelled."""
+    target = os.path.abspath(job.path) if job.path is not None else job.name or ""
+    return job.url, target
 
 
 async def _duplicate(job: Job, ctx: Context, first: Result) -> Result:
@@ -145,6 +158,7 @@ async def _duplicate(job: Job, ctx: Context, first: Result) -> Result:
 
 
 DUPLICATE = "duplicate URL, fetched once"
+RENAMED = "saved under a new name:"
 
 
 async def _transfer(job: Job, ctx: Context, stream: IO[bytes] | None, batch: int) -> Result:
@@ -245,8 +259,11 @@ class _Transfer:
         await self.ctx.directory_ready()
         claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
         if duplicate:  # met before in this very list, and done: fetched once
-            self.path = self.options.directory / claimed
+            first = self.ctx.remembered.get((self.batch, _twin_key(self.job)))
+            self.path = self.options.directory / claimed if first is None else first.path
             self.note = DUPLICATE
+            if first is not None and first.error is not None:
+                raise first.error
             return False
         return await self._claim(self.options.directory / claimed)
 
@@ -258,6 +275,7 @@ class _Transfer:
             path = wanted
             if if_exists is IfExists.RENAME and await exists(path):
                 path = await self._numbered_path(wanted)
+                self.note = f"{RENAMED} {wanted.name} was there"
             self.path = path
             self.ctx.work_dirs.add(path.parent)  # an empty working folder is removed at the end
             found = await PartFile.claim(

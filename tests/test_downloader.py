@@ -687,3 +687,52 @@ async def test_overwrite_fetches_a_url_asked_again(serve: ServeFactory, tmp_path
 
     assert sorted(listed) == sorted([Outcome.SAVED, Outcome.SKIPPED])  # once per list
     assert len(server.gets("/f")) == 3
+
+
+async def test_a_failed_url_repeated_in_one_list_fails_again_without_asking(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    async def gone(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=404)
+
+    server = await serve({"/f": gone})
+
+    results = await aiowget.download([server.url("/f")] * 2, tmp_path, jobs=1, retries=0)
+
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED]
+    assert all(isinstance(r.error, aiowget.HTTPStatusError) for r in results)
+    assert results[1].note == "duplicate URL, fetched once"
+    assert len(server.gets("/f")) == 1
+
+
+async def test_a_repeat_in_a_renaming_list_names_the_file_really_saved(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/r": static(b"new")})
+    url = server.url("/r")
+    (tmp_path / flat_name(url)).write_bytes(b"old")
+
+    first, repeat = await aiowget.download([url] * 2, tmp_path, jobs=1, if_exists="rename")
+
+    assert first.path == repeat.path == tmp_path / (flat_name(url) + ".1")
+    assert repeat.path is not None
+    assert repeat.path.read_bytes() == b"new"
+    assert first.note.startswith("saved under a new name:")
+
+
+async def test_a_single_call_between_a_lists_repeats_does_not_make_it_fetch_twice(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/a": static(b"a")})
+    url = server.url("/a")
+    async with Downloader(directory=tmp_path, if_exists="overwrite", jobs=1) as dl:
+
+        async def listing() -> AsyncIterator[str]:
+            yield url
+            assert (await dl.download_one(url)).outcome is Outcome.SAVED
+            yield url
+
+        outcomes = [r.outcome async for r in dl.iter_download(listing())]
+
+    assert outcomes == [Outcome.SAVED, Outcome.SKIPPED]
+    assert len(server.gets("/a")) == 2  # the list once, the single call once
