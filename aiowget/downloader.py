@@ -191,6 +191,8 @@ class Downloader:
             if not gathered.cancelled():
                 gathered.exception()  # retrieved: no "exception was never retrieved" at exit
             raise
+        finally:
+            ctx.remembered.pop(batch, None)  # the list is over, and so are its repeats
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

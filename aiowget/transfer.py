@@ -103,7 +103,7 @@ class Context:
     # The calls under way, by (URL, target): a twin call awaits the first one's result.
     inflight: dict[tuple[str, str], asyncio.Future[Result]] = field(default_factory=dict)
     # By (list, URL, target): results a repeat in that list must echo (failures, renames).
-    remembered: dict[tuple[int, tuple[str, str]], Result] = field(default_factory=dict)
+    remembered: dict[int, dict[tuple[str, str], Result]] = field(default_factory=dict)
 
 
 async def transfer(
@@ -129,7 +129,7 @@ async def transfer(
         if batch and (not result.ok or result.note.startswith(RENAMED)):
             # What a repeat later in the list must report, beyond "saved under its name":
             # a failure (and its error), or a file kept under another name. Few, so kept.
-            ctx.remembered[(batch, key)] = result
+            ctx.remembered.setdefault(batch, {})[key] = result
         return result
     finally:
         del ctx.inflight[key]
@@ -259,7 +259,7 @@ class _Transfer:
         await self.ctx.directory_ready()
         claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
         if duplicate:  # met before in this very list, and done: fetched once
-            first = self.ctx.remembered.get((self.batch, _twin_key(self.job)))
+            first = self.ctx.remembered.get(self.batch, {}).get(_twin_key(self.job))
             self.path = self.options.directory / claimed if first is None else first.path
             self.note = DUPLICATE
             if first is not None and first.error is not None:

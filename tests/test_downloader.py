@@ -736,3 +736,18 @@ async def test_a_single_call_between_a_lists_repeats_does_not_make_it_fetch_twic
 
     assert outcomes == [Outcome.SAVED, Outcome.SKIPPED]
     assert len(server.gets("/a")) == 2  # the list once, the single call once
+
+
+async def test_what_a_list_remembers_for_its_repeats_goes_with_the_list(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    async def gone(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=404)
+
+    server = await serve({"/f": gone})
+    async with Downloader(directory=tmp_path, retries=0) as dl:
+        for _ in range(3):
+            results = [r async for r in dl.iter_download([server.url("/f")] * 2)]
+            assert [r.outcome for r in results] == [Outcome.FAILED] * 2
+        assert dl._ctx().remembered == {}  # nothing kept once each list is done
+    assert len(server.gets("/f")) == 3  # once per list
