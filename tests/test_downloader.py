@@ -602,6 +602,10 @@ def test_a_single_string_is_not_a_url_list() -> None:
 # The same URL asked for more than once --------------------------------------------------
 
 
+async def not_found(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=404)
+
+
 async def test_a_call_for_a_url_under_way_awaits_it_and_shares_its_failure(
     serve: ServeFactory, tmp_path: Path
 ) -> None:
@@ -642,10 +646,7 @@ async def test_a_call_under_way_that_succeeds_is_shared_and_raise_errors_still_r
     assert a.path.read_bytes() == body(3 << 20, "f")
     assert len(server.gets("/f")) == 1
 
-    async def gone(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=404)
-
-    other = await serve({"/g": gone})
+    other = await serve({"/g": not_found})
     async with Downloader(directory=tmp_path, raise_errors=True) as dl:
         calls = [dl.download_one(other.url("/g")) for _ in range(2)]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
@@ -692,10 +693,7 @@ async def test_overwrite_fetches_a_url_asked_again(serve: ServeFactory, tmp_path
 async def test_a_failed_url_repeated_in_one_list_fails_again_without_asking(
     serve: ServeFactory, tmp_path: Path
 ) -> None:
-    async def gone(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=404)
-
-    server = await serve({"/f": gone})
+    server = await serve({"/f": not_found})
 
     results = await aiowget.download([server.url("/f")] * 2, tmp_path, jobs=1, retries=0)
 
@@ -741,10 +739,7 @@ async def test_a_single_call_between_a_lists_repeats_does_not_make_it_fetch_twic
 async def test_what_a_list_remembers_for_its_repeats_goes_with_the_list(
     serve: ServeFactory, tmp_path: Path
 ) -> None:
-    async def gone(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=404)
-
-    server = await serve({"/f": gone})
+    server = await serve({"/f": not_found})
     async with Downloader(directory=tmp_path, retries=0) as dl:
         for _ in range(3):
             results = [r async for r in dl.iter_download([server.url("/f")] * 2)]
