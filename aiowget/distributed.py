@@ -40,6 +40,7 @@ from .downloader import Downloader
 from .errors import ExitStatus, UsageError, combine_exit_statuses
 from .inputfile import InputFile
 from .models import Outcome, Result
+from .transfer import DUPLICATE
 
 __all__ = ["Report", "ShardPaths", "download", "plan_shards", "run_shard"]
 
@@ -227,7 +228,7 @@ async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, An
         async with Downloader(**settings) as downloader:
             async for result in downloader.iter_download(source.jobs()):
                 _count(summary, result)
-                if result.note.startswith("duplicate"):
+                if result.note == DUPLICATE:
                     repeats.append(result)
                     continue
                 lines.append(json.dumps(await _record(result)) + "\n")

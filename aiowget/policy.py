@@ -420,7 +420,10 @@ def judge_segment(
     now: datetime,
 ) -> Action:
     """APPEND when a 206 answers exactly the range `asked` of the same file; RESTART when the
-    file changed or the range was not honoured. Error statuses raise."""
+    file changed or the range was not honoured (a 416: the file is shorter than planned).
+    Other error statuses raise."""
+    if status == 416:
+        return Action.RESTART
     retry_after = parse_retry_after(headers.get("Retry-After"), now)
     check_status(status, reason, retry_after)
     answered = parse_content_range(headers.get("Content-Range"))

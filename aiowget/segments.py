@@ -97,8 +97,6 @@ class _Split:
         if self.state.validator:
             headers["If-Range"] = self.state.validator
         async with self.owner.slot(self.url), self.owner.request(self.url, headers) as response:
-            if response.status == 416:  # the file is shorter than planned: it changed
-                raise FileChanged(f"segment {start}-{end}: range not satisfiable any more")
             now = datetime.now(timezone.utc)
             reason = response.reason or ""
             action = judge_segment(

@@ -80,6 +80,9 @@ _HASH_INLINE = 1 << 16
 PROGRESS_INTERVAL = 0.2
 # How often a transfer that found its `.part` locked by another looks again.
 LOCK_POLL = 0.25
+# Result notes that other parts read (the Dask manifest, a list's repeats).
+DUPLICATE = "duplicate URL, fetched once"
+RENAMED = "saved under a new name:"
 _LIMITED_READ = 1 << 16
 
 
@@ -155,10 +158,6 @@ async def _duplicate(job: Job, ctx: Context, first: Result) -> Result:
     )
     await ctx.emit(Finished(result))
     return result
-
-
-DUPLICATE = "duplicate URL, fetched once"
-RENAMED = "saved under a new name:"
 
 
 async def _transfer(job: Job, ctx: Context, stream: IO[bytes] | None, batch: int) -> Result:
@@ -270,7 +269,7 @@ class _Transfer:
     async def _claim(self, wanted: Path) -> bool:
         """Lock the `.part` of `wanted` (or of its numbered name, with `--if-exists rename`),
         waiting while another transfer holds it; False when the final file is to be skipped."""
-        if_exists, waited = self.options.if_exists, False
+        if_exists = self.options.if_exists
         while True:
             path = wanted
             if if_exists is IfExists.RENAME and await exists(path):
@@ -291,14 +290,7 @@ class _Transfer:
                 self.note = "already there"
                 return False
             if found is Found.BUSY:
-                if not waited:
-                    waited = True
-                    await self.ctx.emit(
-                        Notice(
-                            self.job.url,
-                            f"{path} is being fetched by another transfer; waiting for it",
-                        )
-                    )
+                await self._say_once(f"{path} is being fetched by another transfer; waiting for it")
                 await asyncio.sleep(LOCK_POLL)
                 continue
             if if_exists is IfExists.RENAME and found.there:  # taken while we looked

@@ -341,7 +341,7 @@ async def test_infinite_timeouts_mean_no_limit(serve: ServeFactory, tmp_path: Pa
     assert (tmp_path / flat_name(url)).read_bytes() == b"body"
 
 
-async def test_an_empty_output_name_is_a_usage_error(tmp_path: Path) -> None:
+async def test_an_empty_output_name_is_a_usage_error() -> None:
     result = await run_cli("-O", "", "http://127.0.0.1:1/f")
 
     assert result.exit_code == 2

@@ -84,6 +84,7 @@ STATE = PartState("u", '"v1"', 1000, ((0, 499, 0), (500, 999, 0)))
         (206, {"Content-Range": "bytes 500-999/1000", "ETag": '"v2"'}, Action.RESTART),
         (200, {}, Action.RESTART),
         (200, {"Content-Range": "bytes 500-999/1000", "ETag": '"v1"'}, Action.RESTART),
+        (416, {"Content-Range": "bytes */400"}, Action.RESTART),  # the file shrank
     ],
 )
 def test_judge_segment(status: int, headers: dict[str, str], action: Action) -> None:
