@@ -6,16 +6,20 @@ Run from the repository root: `.venv/bin/python benchmarks/bench.py [--quick] [-
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 import urllib.request
@@ -23,11 +27,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from subprocess import DEVNULL
+from typing import Any, BinaryIO
+
+from rich.cells import cell_len
 
 HERE = Path(__file__).resolve().parent
 AIOWGET = str(Path(sys.executable).with_name("aiowget"))
 MIB = 1 << 20
 INSTALL = "sudo apt-get install -y nginx curl aria2 time"
+TERMINALS = [(120, 30), (80, 24)]  # (columns, rows) of the pseudo-terminals of scenario e
+NONE, BARS = "aiowget --progress none", "aiowget (bars)"
 RUN_TIMEOUT = 1200.0  # seconds; a run that takes longer is killed and reported FAILED
 ARIA = ["aria2c", "-q", "--file-allocation=none", "--allow-overwrite=true"]
 ARIA += ["--auto-file-renaming=false"]
@@ -51,6 +60,7 @@ http {{
     listen 127.0.0.1:{port}; root {www};
     location /slow/ {{ alias {www}/; limit_rate 25m; }}
     location /tiny/ {{ try_files /one.bin =404; }}
+    location /hundred/ {{ try_files /hundred.bin =404; }}
   }}
 }}
 """
@@ -63,6 +73,7 @@ class Case:
     walls: list[float] = field(default_factory=list)
     rss_kib: list[int] = field(default_factory=list)
     error: str = ""
+    widest: int = 0  # on a pseudo-terminal: its widest row of bars, in terminal cells
 
 
 @dataclass
@@ -75,6 +86,7 @@ class Scenario:
     cases: list[Case]
     rounds: int = 3
     to_disk: bool = False  # destination folders under /tmp instead of /dev/shm
+    terminal: tuple[int, int] | None = None  # (columns, rows): run on a pseudo-terminal
 
 
 def check_tools() -> None:
@@ -127,6 +139,7 @@ def make_data(www: Path, big: int, small: int) -> str:
             block = os.urandom(16 * MIB)
             digest.update(block)
             f.write(block)
+    (www / "hundred.bin").write_bytes(os.urandom(100))
     blob = os.urandom(16384 * small)
     for i in range(small):
         (www / "s" / f"{i:05}.bin").write_bytes(blob[i * 16384 : (i + 1) * 16384])
@@ -134,13 +147,15 @@ def make_data(www: Path, big: int, small: int) -> str:
     return digest.hexdigest()
 
 
-def write_lists(root: Path, url: str, small: int, tiny: int) -> None:
+def write_lists(root: Path, url: str, n: dict[str, int]) -> None:
+    small, tiny, hundred = n["small"], n["tiny"], n["hundred"]
     names = [f"{i:05}.bin" for i in range(small)]
     (root / "big.txt").write_text(f"{url}/big.bin\n")
     (root / "small.txt").write_text("".join(f"{url}/s/{n}\n" for n in names))
     cfg = "".join(f'url = "{url}/s/{n}"\noutput = "{n}"\n' for n in names)
     (root / "curl.cfg").write_text(cfg)
     (root / "tiny.txt").write_text("".join(f"{url}/tiny/{i}\n" for i in range(tiny)))
+    (root / "hundred.txt").write_text("".join(f"{url}/hundred/{i}\n" for i in range(hundred)))
 
 
 def scenarios(root: Path, url: str, sha: str, n: dict[str, int]) -> list[Scenario]:
@@ -153,7 +168,17 @@ def scenarios(root: Path, url: str, sha: str, n: dict[str, int]) -> list[Scenari
         Scenario("b", t_b, small, small * 16384, "", small_cases(root), r),
         Scenario("c", t_c, 1, big, sha, split_cases(url), r),
         Scenario("d", f"d. {tiny:,} URLs x 1 KiB, -j 64", tiny, tiny * 1024, "", [aiowget], r),
+        *[bar_scenario(root, n["hundred"], size, r) for size in TERMINALS],
     ]
+
+
+def bar_scenario(root: Path, count: int, size: tuple[int, int], rounds: int) -> Scenario:
+    """What drawing the progress costs: the default (bars, on a terminal) against none."""
+    argv = [AIOWGET, "-j", "64", "-i", str(root / "hundred.txt"), "-P", "{d}"]
+    cases = [Case(NONE, [*argv, "--progress", "none"])]
+    cases.append(Case(BARS, argv))  # the default on a terminal
+    title = f"e. {count:,} x 100 B, -j 64, on a {size[0]}x{size[1]} terminal"
+    return Scenario(f"e{size[0]}", title, count, count * 100, "", cases, rounds, terminal=size)
 
 
 def small_cases(root: Path) -> list[Case]:
@@ -190,14 +215,20 @@ def big_cases(root: Path, url: str) -> list[Case]:
     ]
 
 
-def run_timed(argv: list[str], log: Path) -> tuple[int, float, int]:
-    """Exit code, wall seconds and peak RSS in KiB (GNU time's %M, see README: "Peak RSS")."""
+def run_timed(
+    argv: list[str], log: Path, terminal: tuple[int, int] | None = None
+) -> tuple[int, float, int]:
+    """Exit code, wall seconds and peak RSS in KiB (GNU time's %M, see README: "Peak RSS").
+
+    With `terminal` (columns, rows), the tool's stdin, stdout and stderr are a pseudo-terminal
+    of that size, whose output is read as fast as it comes (as a terminal would) into `log`."""
     rss = log.with_suffix(".rss")
-    with log.open("wb") as out:
+    with log.open("wb") as out, Pty(terminal, out) as pty:
         start = time.perf_counter()
         argv = ["/usr/bin/time", "-f", "%M", "-o", str(rss), *argv]
         # time and the tool in a group of their own, which is ended as one if need be
-        proc = subprocess.Popen(argv, stdin=DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        proc = subprocess.Popen(argv, start_new_session=True, **pty.stdio())
+        pty.started()
         timer = threading.Timer(RUN_TIMEOUT, os.killpg, (proc.pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
@@ -212,6 +243,70 @@ def run_timed(argv: list[str], log: Path) -> tuple[int, float, int]:
     peak = int(rss.read_text().split()[-1]) if code == 0 else 0
     rss.unlink(missing_ok=True)
     return code, wall, peak
+
+
+class Pty:
+    """A pseudo-terminal of a given size for one run, or the plain log file when size is None."""
+
+    def __init__(self, size: tuple[int, int] | None, out: BinaryIO) -> None:
+        self._size, self._out = size, out
+        self._fds: tuple[int, int] | None = None
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> Pty:
+        if self._size is not None:
+            self._fds = os.openpty()
+            columns, rows = self._size
+            winsize = struct.pack("HHHH", rows, columns, 0, 0)
+            fcntl.ioctl(self._fds[1], termios.TIOCSWINSZ, winsize)
+        return self
+
+    def stdio(self) -> dict[str, Any]:
+        if self._fds is None:
+            return {"stdin": DEVNULL, "stdout": self._out, "stderr": self._out}
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        env["TERM"] = "xterm-256color"  # the size comes from the ioctl alone
+        slave = self._fds[1]
+        return {"stdin": slave, "stdout": slave, "stderr": slave, "env": env}
+
+    def started(self) -> None:
+        if self._fds is not None:
+            os.close(self._fds[1])  # the child holds it now: EOF when the child is done
+            self._reader = threading.Thread(target=self._drain, args=(self._fds[0],))
+            self._reader.start()
+
+    def _drain(self, master: int) -> None:
+        while True:
+            try:
+                block = os.read(master, 1 << 16)
+            except OSError:  # EIO: every holder of the slave side has exited
+                return
+            if not block:
+                return
+            self._out.write(block)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fds is None:
+            return
+        if self._reader is not None:
+            self._reader.join()
+        else:
+            os.close(self._fds[1])
+        os.close(self._fds[0])
+
+
+CSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]")
+LOG_LINE = re.compile(rb"\[[-+=!*]\] |aiowget: ")  # printed above the bars, free to wrap
+
+
+def widest_row(raw: bytes) -> int:
+    """The widest row of the bars in what a terminal was sent, in cells, escapes left out."""
+    widest = 0
+    for line in CSI.sub(b"", raw).split(b"\n"):  # the terminal sends \r\n for \n
+        shown = line.rstrip(b"\r").rsplit(b"\r", 1)[-1]  # a carriage return starts anew
+        if not LOG_LINE.match(shown):
+            widest = max(widest, cell_len(shown.decode(errors="replace")))
+    return widest
 
 
 def sha256(path: Path) -> str:
@@ -239,7 +334,10 @@ def run_case(sc: Scenario, case: Case, rnd: int, base: Path) -> None:
     dest.mkdir()
     log = dest.with_suffix(".log")
     try:
-        code, wall, rss = run_timed([a.replace("{d}", str(dest)) for a in case.argv], log)
+        argv = [a.replace("{d}", str(dest)) for a in case.argv]
+        code, wall, rss = run_timed(argv, log, sc.terminal)
+        if sc.terminal is not None:
+            case.widest = max(case.widest, widest_row(log.read_bytes()))
         tail = " ".join(log.read_text(errors="replace").split())[-300:]
         case.error = f"exit {code}: {tail}" if code else verify(dest, sc, not case.walls)
         if not case.error:
@@ -249,6 +347,8 @@ def run_case(sc: Scenario, case: Case, rnd: int, base: Path) -> None:
         shutil.rmtree(dest, ignore_errors=True)
         log.unlink(missing_ok=True)
     shown = f"FAILED {case.error}" if case.error else f"{wall:.2f} s, {rss // 1024} MiB"
+    if sc.terminal is not None:
+        shown += f", widest bar row {case.widest} of {sc.terminal[0]} columns"
     print(f"  [{sc.key} round {rnd + 1}] {case.tool}: {shown}", file=sys.stderr, flush=True)
 
 
@@ -259,6 +359,10 @@ TARGETS = [  # name, scenario, numerator tool, denominator tool ("" = peak RSS),
     ("split: aiowget -s 8 / aria2c -x8 wall", "c", "aiowget -s 8", "aria2c -x8", "<=", 1.2),
     ("split: curl 1 conn / aiowget -s 8 wall", "c", "curl (1 conn)", "aiowget -s 8", ">=", 5.0),
     ("100k URLs: aiowget peak RSS MiB", "d", "aiowget -j 64", "", "<=", 150.0),
+    *[
+        (f"bars at {c}x{r}: bars / --progress none wall", f"e{c}", BARS, NONE, "<=", 1.1)
+        for c, r in TERMINALS
+    ],
 ]
 
 
@@ -348,7 +452,7 @@ def run_all(root: Path, n: dict[str, int], disk: bool) -> list[Scenario]:
         url = f"http://127.0.0.1:{port}"
         with urllib.request.urlopen(f"{url}/tiny/123") as tiny:  # one file behind every name
             assert len(tiny.read()) == 1024, "nginx /tiny/ location is wrong"
-        write_lists(root, url, n["small"], n["tiny"])
+        write_lists(root, url, n)
         scs = scenarios(root, url, sha, n)
         if disk:
             title = f"a. one {n['big'] // MIB} MiB file, to disk (/tmp)"
@@ -376,7 +480,7 @@ def main() -> None:
     for name in [k for k in os.environ if k.lower().endswith("_proxy")]:
         del os.environ[name]  # every tool talks to 127.0.0.1 directly
     q = 8 if args.quick else 1
-    n = {"big": 512 * MIB // q, "small": 10_000 // q, "tiny": 100_000 // q}
+    n = {"big": 512 * MIB // q, "small": 10_000 // q, "tiny": 100_000 // q, "hundred": 5_000 // q}
     n["rounds"] = 1 if args.quick else 3
     info = meta(args.quick)
     root = Path(tempfile.mkdtemp(prefix="aiowget-bench-", dir="/dev/shm"))
