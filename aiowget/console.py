@@ -2,9 +2,10 @@
 
 `ConsoleReporter` is the one `on_event` handler of the command line, and the only thing that
 writes to the terminal: human output to stderr (plain lines, or live rich bars with the
-finished-file lines printed above them), JSON records to stdout. An asyncio.Lock, the heir of
-the original's mutex around stdout, keeps each line whole. Whatever the server controls
-(names, reasons) is escaped, and passwords in URLs are masked, before it is shown.
+finished-file lines printed above them, both drawn a few times a second), JSON records to
+stdout. An asyncio.Lock, the heir of the original's mutex around stdout, keeps each line
+whole. Whatever the server controls (names, reasons) is escaped, and passwords in URLs are
+masked, before it is shown.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class ConsoleReporter:
         if mode is ProgressMode.BAR and not quiet:
             from .bars import LiveBars  # rich costs import time: only when bars are drawn
 
-            self._bars = LiveBars(console, total)
+            self._bars = LiveBars(console, total, self.tally)
 
     def start(self) -> None:
         if self._bars is not None:
@@ -76,14 +77,14 @@ class ConsoleReporter:
             self._bars.stop()
 
     def refresh(self) -> None:
-        """Draw the bars now rather than at the next tick of rich's timer."""
+        """Draw the bars now rather than at their next tick (a few times a second)."""
         if self._bars is not None:
             self._bars.refresh()
 
     async def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
             if self._bars is not None:
-                self._bars.progress(event)
+                self._bars.track(event)  # a counter: drawn at the bars' next tick
             return
         self._track(event)
         line = self._line(event)
@@ -128,7 +129,7 @@ class ConsoleReporter:
             self._in_flight.pop(event.result.url, None)
             self.tally.add(event.result)
         if self._bars is not None:
-            self._bars.track(event, self.tally)
+            self._bars.track(event)
 
     def _line(self, event: Event) -> str | None:
         if isinstance(event, Finished):

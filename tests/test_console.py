@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import io
+import os
+import re
+import struct
+import sys
+import termios
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from rich.cells import cell_len
 from rich.console import Console
 
 from aiowget.bars import MAX_BARS
 from aiowget.console import ConsoleReporter, ProgressMode, format_size
 from aiowget.errors import HTTPStatusError
 from aiowget.models import Finished, Outcome, Progress, Result, Retrying, Started
+
+from .conftest import ServeFactory, body
 
 MiB = 1 << 20
 
@@ -133,3 +144,83 @@ async def test_plain_modes(mode: ProgressMode, quiet: bool, expected: list[str])
 )
 def test_format_size(size: int, shown: str) -> None:
     assert format_size(size) == shown
+
+
+async def run_on_terminal(
+    *args: str, columns: int, rows: int, cwd: Path, limit: float = 60
+) -> tuple[int, str]:
+    """aiowget as a real process whose stdin, stdout and stderr are a pseudo-terminal of the
+    given size; returns its exit status and everything it sent to the terminal."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "aiowget", *args),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**env, "TERM": "xterm-256color"},
+        cwd=cwd,
+    )
+    os.close(slave)
+    sent = bytearray()
+    closed = asyncio.get_running_loop().create_future()
+
+    def readable() -> None:
+        try:
+            block = os.read(master, 1 << 16)
+        except OSError:  # EIO: the process and its terminal are gone
+            block = b""
+        sent.extend(block)
+        if not block and not closed.done():
+            closed.set_result(None)
+
+    asyncio.get_running_loop().add_reader(master, readable)
+    try:
+        await asyncio.wait_for(asyncio.gather(closed, process.wait()), limit)
+    finally:
+        asyncio.get_running_loop().remove_reader(master)
+        os.close(master)
+    assert process.returncode is not None
+    return process.returncode, sent.decode(errors="replace")
+
+
+ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+def screen_lines(sent: str) -> list[str]:
+    """Each line as the terminal shows it: escapes left out, a carriage return starts anew."""
+    return [line.rstrip("\r").rsplit("\r", 1)[-1] for line in ESCAPES.sub("", sent).split("\n")]
+
+
+async def test_bars_fit_an_80_column_terminal_one_row_a_line(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        content = body(2 * MiB, request.path)
+        response = web.StreamResponse(headers={"Content-Length": str(len(content))})
+        await response.prepare(request)
+        await response.write(content[: 3 * MiB // 2])
+        await asyncio.sleep(1.0)  # long enough for a few draws of the bars
+        await response.write(content[3 * MiB // 2 :])
+        return response
+
+    server = await serve({"/{name}": slow})
+    names = [
+        f"a-file-with-a-name-far-too-long-for-one-bar-on-narrow-screens-{n}.bin" for n in range(4)
+    ]
+    urls = [server.url(f"/{name}") for name in names]
+
+    status, sent = await run_on_terminal(*urls, "-P", "d", columns=80, rows=24, cwd=tmp_path)
+
+    assert status == 0, sent
+    lines = screen_lines(sent)
+    rows = [line for line in lines if "━" in line]
+    assert rows, sent  # the bars were drawn
+    printed = re.compile(r"\[[-+=!*]\] ")  # lines above the bars: the terminal may wrap those
+    assert all(cell_len(line) <= 80 for line in lines if not printed.match(line))
+    for row in rows:  # a row is one line: the name, its bar and its amounts together
+        assert row.startswith(("[", "127.0.0.1:")), row
+        assert "bytes" in row or "iB" in row, row
+    assert any(re.match(r"127\.0\.0\.1:\S*…\S*-\d\.bin ", row) for row in rows)  # cut names
+    assert sorted(p.name.split("__")[-1] for p in (tmp_path / "d").iterdir()) == names
