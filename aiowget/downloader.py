@@ -22,26 +22,29 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
 )
-from contextlib import aclosing, asynccontextmanager, suppress
-from pathlib import Path
+from contextlib import aclosing, asynccontextmanager, contextmanager, suppress
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 from .errors import UsageError
-from .models import Event, Job, Options, Result, Results
+from .models import Event, Job, Options, Result, Results, path_option
 from .naming import NameRegistry
 from .policy import TokenBucket
 from .storage import ensure_directory, remove_empty_work_dirs
+from .text import printable
 from .transfer import Context, transfer
 
 __all__ = ["Downloader", "JobSource", "download"]
 
 EventHandler = Callable[[Event], Awaitable[None] | None]
 JobSource = Iterable[str | Job] | AsyncIterable[str | Job]
+T = TypeVar("T")
 
 
 async def download(
@@ -54,7 +57,8 @@ async def download(
 ) -> Results:
     """Download every URL into `directory`; per-URL failures are results, in input order."""
     async with Downloader(directory=directory, session=session, on_event=on_event, **options) as dl:
-        indexed = [item async for item in dl._indexed_results(urls)]
+        with _callback_errors():
+            indexed = [item async for item in dl._indexed_results(urls)]
     return Results(result for _, result in sorted(indexed, key=lambda item: item[0]))
 
 
@@ -80,8 +84,15 @@ class Downloader:
         on_event: EventHandler | None = None,
         **changes: Any,
     ) -> None:
-        if "directory" in changes:
-            changes["directory"] = Path(os.fspath(changes["directory"]))
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(Options)})
+        if unknown:
+            raise UsageError(f"unknown option {unknown[0]!r}")
+        if session is not None and session.auth is not None:
+            # aiohttp would send a session's auth to every host a redirect leads to.
+            raise UsageError(
+                "a session with auth= cannot be used: pass auth= to aiowget, "
+                "which sends it only to the URL's own origin"
+            )
         self.options = dataclasses.replace(options or Options(), **changes)
         self._given_session = session
         self._on_event = on_event
@@ -93,12 +104,15 @@ class Downloader:
 
     async def __aenter__(self) -> Downloader:
         options = self.options
+        if self._given_session is not None and self._given_session.closed:
+            raise UsageError("the session given to the Downloader is closed")
         tls = await _tls(options)
         session = self._given_session or _new_session()
         self._context = Context(
             session=session,
             options=options,
             names=NameRegistry(),
+            job_slot=asyncio.Semaphore(options.jobs),
             host_slot=self._hosts.slot,
             directory_ready=self._directory_ready,
             emit=self._emit,
@@ -123,6 +137,7 @@ class Downloader:
             if self._given_session is None:
                 await self._context.session.close()
         self._context = None
+        self._directory = None  # a Downloader entered again makes (or checks) it again
 
     async def prepare_directory(self) -> None:
         """Create the target directory now; `LocalIOError` naming it when it cannot be used.
@@ -136,20 +151,31 @@ class Downloader:
     ) -> Result:
         """Fetch one URL, to `path` exactly when given, else to a name in the directory."""
         job = _as_job(url)
+        if job.problem is not None:
+            raise job.problem
         if path is not None:
-            job = dataclasses.replace(job, path=Path(os.fspath(path)))
-        return self._checked(await transfer(job, self._ctx()))
+            job = dataclasses.replace(job, path=path_option(path, "path"))
+        with _callback_errors():
+            return self._checked(await transfer(job, self._ctx()))
 
     async def download_to_stream(self, url: str | Job, stream: IO[bytes]) -> Result:
-        """Fetch one URL and write its body to an open binary stream (`-O -`)."""
-        return self._checked(await transfer(_as_job(url), self._ctx(), stream))
+        """Fetch one URL and write its body to an open binary stream (`-O -`).
+
+        Cancelling it does not wait for the stream's reader: a write stuck on a full pipe
+        is left to finish in its thread."""
+        job = _as_job(url)
+        if job.problem is not None:
+            raise job.problem
+        with _callback_errors():
+            return self._checked(await transfer(job, self._ctx(), stream))
 
     async def iter_download(self, jobs: JobSource) -> AsyncGenerator[Result, None]:
         """Results as they finish; the input is consumed lazily, so it may be unbounded."""
         # aclosing: when the caller stops early, the pool is stopped now, not at GC time.
-        async with aclosing(self._indexed_results(jobs)) as results:
-            async for _, result in results:
-                yield self._checked(result)
+        with _callback_errors():
+            async with aclosing(self._indexed_results(jobs)) as results:
+                async for _, result in results:
+                    yield self._checked(result)
 
     async def _indexed_results(self, jobs: JobSource) -> AsyncGenerator[tuple[int, Result], None]:
         ctx = self._ctx()
@@ -168,34 +194,19 @@ class Downloader:
     ) -> None:
         self._batches += 1
         batch = self._batches  # a URL met again in this list is fetched once
+        crew = _Crew(self.options.jobs)
 
         async def worker() -> None:
-            while (item := await source.next()) is not None:
+            while (item := await crew.idle_while(source.next())) is not None:
+                crew.grow(worker)  # every worker busy: one more, while there is work
                 index, job = item
                 await results.put((index, await transfer(job, ctx, batch=batch)))
 
-        # return_exceptions: a cancelled pool still waits for every worker to clean up (without
-        # it, gather returns at the first cancelled worker and the rest would be cut short).
-        gathered = asyncio.gather(
-            *(worker() for _ in range(self.options.jobs)), return_exceptions=True
-        )
+        crew.grow(worker)
         try:
-            outcomes = await asyncio.shield(gathered)
-        except asyncio.CancelledError:
-            # Cancel each worker once, and let it finish its cleanup (closing and keeping its
-            # .part) even if this pool is cancelled again meanwhile.
-            gathered.cancel()
-            while not gathered.done():
-                with suppress(asyncio.CancelledError):
-                    await asyncio.wait({gathered})
-            if not gathered.cancelled():
-                gathered.exception()  # retrieved: no "exception was never retrieved" at exit
-            raise
+            await crew.join()
         finally:
             ctx.remembered.pop(batch, None)  # the list is over, and so are its repeats
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
         source.raise_error()
 
     def _checked(self, result: Result) -> Result:
@@ -214,18 +225,90 @@ class Downloader:
         return task
 
     async def _emit(self, event: Event) -> None:
-        if self._on_event is not None:
+        if self._on_event is None:
+            return
+        try:
             outcome = self._on_event(event)
             if inspect.isawaitable(outcome):
                 await outcome
+        except Exception as error:
+            # The caller's own error: it must not pass for this URL's failure on the way out.
+            raise _CallbackFailed(error) from error
 
     async def _directory_ready(self) -> None:
         # Made once for the whole run; shielded so one cancelled job cannot cancel it for all.
         if self._directory is None:
-            self._directory = self._track(
-                asyncio.ensure_future(ensure_directory(self.options.directory))
-            )
+            self._directory = asyncio.ensure_future(ensure_directory(self.options.directory))
         await asyncio.shield(self._directory)
+
+
+class _CallbackFailed(BaseException):
+    """`on_event` raised: carried past every handler of the URL's own failures, the run is
+    stopped, and the caller gets its own exception back (`_callback_errors`)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+@contextmanager
+def _callback_errors() -> Iterator[None]:
+    try:
+        yield
+    except _CallbackFailed as failed:
+        raise failed.error from None
+
+
+class _Crew:
+    """The workers of one list: hired one at a time while every worker is busy and work is
+    left, up to `size` (so `-j 100000` over ten URLs starts about ten), joined with `gather`.
+    The first worker to fail stops the others, and its error is raised once they are done."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._workers: list[asyncio.Future[None]] = []
+        self._idle = 0
+        self._error: BaseException | None = None
+
+    async def idle_while(self, work: Awaitable[T]) -> T:
+        self._idle += 1
+        try:
+            return await work
+        finally:
+            self._idle -= 1
+
+    def grow(self, work: Callable[[], Awaitable[None]]) -> None:
+        if self._idle or len(self._workers) >= self._size or self._error is not None:
+            return
+        worker = asyncio.ensure_future(work())
+        worker.add_done_callback(self._stopped)
+        self._workers.append(worker)
+
+    def _stopped(self, worker: asyncio.Future[None]) -> None:
+        if worker.cancelled() or worker.exception() is None or self._error is not None:
+            return
+        self._error = worker.exception()
+        for other in self._workers:
+            other.cancel()
+
+    async def join(self) -> None:
+        try:
+            joined = 0
+            while joined < len(self._workers):  # workers hired meanwhile join the next round
+                joined = len(self._workers)
+                # return_exceptions: every worker is waited for, none cut short by another.
+                await asyncio.shield(asyncio.gather(*self._workers, return_exceptions=True))
+        except asyncio.CancelledError:
+            # Cancel each worker once, and let it finish its cleanup (closing and keeping its
+            # .part) even if this pool is cancelled again meanwhile.
+            for worker in self._workers:
+                worker.cancel()
+            while not all(worker.done() for worker in self._workers):
+                with suppress(asyncio.CancelledError):
+                    await asyncio.wait(self._workers)
+            raise
+        if self._error is not None:
+            raise self._error
 
 
 async def _next(
@@ -256,7 +339,7 @@ class _Source:
 
     def __init__(self, jobs: JobSource) -> None:
         if isinstance(jobs, str | bytes):
-            raise TypeError("expected an iterable of URLs, got a single string")
+            raise UsageError("expected an iterable of URLs, got a single string")
         self._sync = iter(jobs) if isinstance(jobs, Iterable) else None
         self._async = aiter(jobs) if isinstance(jobs, AsyncIterable) else None
         self._lock = asyncio.Lock()
@@ -284,12 +367,17 @@ class _Source:
             raise self._error
 
 
-def _as_job(item: str | Job) -> Job:
+def _as_job(item: object) -> Job:
+    """A Job for an item of the input; one that is not a URL fails alone, as a bad line of
+    an input file does."""
     if isinstance(item, Job):
         return item
     if isinstance(item, str):
         return Job(url=item)
-    raise TypeError(f"expected a URL string or a Job, got {type(item).__name__}")
+    if isinstance(item, yarl.URL):
+        return Job(url=str(item))
+    problem = UsageError(f"expected a URL string or a Job, got {type(item).__name__}")
+    return Job(url=printable(repr(item))[:200], problem=problem)
 
 
 @dataclasses.dataclass

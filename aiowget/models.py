@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import overload
+from urllib.parse import urlsplit
 
 from ._version import __version__
 from .errors import AiowgetError, ExitStatus, UsageError, combine_exit_statuses
+from .text import redact_url
 
 __all__ = [
     "Checksum",
@@ -84,31 +87,41 @@ class Options:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize once, here
-        set_(self, "directory", Path(os.fspath(self.directory)))
+        set_(self, "directory", path_option(self.directory, "directory"))
         set_(self, "naming", _choice(Naming, self.naming, "naming"))
         set_(self, "if_exists", _choice(IfExists, self.if_exists, "if_exists"))
-        set_(self, "headers", dict(self.headers))
+        set_(self, "headers", _headers(self.headers))
         _at_least(1, jobs=self.jobs, split=self.split)
         _at_least(0, max_redirects=self.max_redirects, retries=self.retries)
         if self.per_host is not None:
             _at_least(1, per_host=self.per_host)
-        for name in ("timeout", "connect_timeout"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise UsageError(f"{name} must be a positive number of seconds, got {value}")
-            if value == math.inf:
-                set_(self, name, None)  # `inf` is "no limit", which aiohttp spells None
-        if self.auth is not None and ":" in self.auth[0]:
-            raise UsageError("a user name for Basic auth cannot contain ':'")
-        if self.limit_rate is not None and not self.limit_rate > 0:
-            raise UsageError(
-                f"limit_rate must be a positive number of bytes/s, got {self.limit_rate}"
-            )
         if self.max_filesize is not None:
             _at_least(0, max_filesize=self.max_filesize)
+        for name in ("content_disposition", "continue_partial", "verify_tls"):
+            _flag(name, getattr(self, name))
+        _flag("compute_sha256", self.compute_sha256)
+        _flag("raise_errors", self.raise_errors)
+        for name in ("timeout", "connect_timeout", "limit_rate"):
+            value = getattr(self, name)
+            if value is not None and (not _is_number(value) or not value > 0):
+                unit = "bytes/s" if name == "limit_rate" else "seconds"
+                raise UsageError(f"{name} must be a positive number of {unit}, got {value!r}")
+            if value == math.inf:
+                set_(self, name, None)  # `inf` is "no limit", which aiohttp spells None
         for name in ("retry_wait", "retry_wait_max", "retry_after_max"):
-            if not getattr(self, name) >= 0:
-                raise UsageError(f"{name} must be a number of seconds, got {getattr(self, name)}")
+            value = getattr(self, name)
+            # Finite: no server, and no typo, can make a transfer wait forever.
+            if not _is_number(value) or not 0 <= value < math.inf:
+                raise UsageError(f"{name} must be a finite number of seconds, got {value!r}")
+        set_(self, "user_agent", _header_value("user_agent", self.user_agent))
+        set_(self, "auth", _auth(self.auth))
+        if self.proxy is not None:
+            set_(self, "proxy", _proxy(self.proxy))
+        if self.ca_certificate is not None:
+            set_(self, "ca_certificate", path_option(self.ca_certificate, "ca_certificate"))
+
+
+# The checks of Options: each names the option, and none needs the network or the disk.
 
 
 def _choice(kind: type[Naming] | type[IfExists], value: object, name: str) -> Enum:
@@ -121,8 +134,79 @@ def _choice(kind: type[Naming] | type[IfExists], value: object, name: str) -> En
 
 def _at_least(minimum: int, **values: int) -> None:
     for name, value in values.items():
-        if not isinstance(value, int) or value < minimum:
-            raise UsageError(f"{name} must be a whole number of at least {minimum}, got {value}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise UsageError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+
+
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise UsageError(f"{name} must be True or False, got {value!r}")
+
+
+def path_option(value: object, name: str) -> Path:
+    if not isinstance(value, str | os.PathLike) or isinstance(value, bytes):
+        raise UsageError(f"{name} must be a path, got {value!r}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise UsageError(f"{name} must be a text path, got {value!r}")
+    return Path(path)
+
+
+def _header_value(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"{name} must be a string, got {value!r}")
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"{name} has a line break or NUL in it")
+    return value
+
+
+def _headers(headers: object) -> dict[str, str]:
+    if not isinstance(headers, Mapping):
+        raise UsageError(f"headers must be a mapping of names to values, got {headers!r}")
+    checked = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not HEADER_NAME.match(name):
+            raise UsageError(f"headers: {name!r} is not a header name")
+        checked[name] = _header_value(f"headers[{name!r}]", value)
+    return checked
+
+
+def _auth(auth: object) -> tuple[str, str] | None:
+    if auth is None:
+        return None
+    if not isinstance(auth, tuple | list) or len(auth) != 2:
+        raise UsageError("auth must be a (user, password) pair")
+    user, password = auth
+    if not isinstance(user, str) or not isinstance(password, str):
+        raise UsageError("auth must be a (user, password) pair of strings")
+    if ":" in user:
+        raise UsageError("a user name for Basic auth cannot contain ':'")
+    if any(c in user + password for c in "\r\n\0"):
+        raise UsageError("auth has a line break or NUL in it")
+    return user, password
+
+
+def _proxy(proxy: object) -> str:
+    if not isinstance(proxy, str):
+        raise UsageError(f"proxy must be a URL, got {type(proxy).__name__}")
+    try:
+        parts = urlsplit(proxy)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    else:
+        if parts.scheme.lower() not in ("http", "https"):
+            host = None
+    if not host:
+        raise UsageError(f"proxy {redact_url(proxy)!r} is not an http:// or https:// URL")
+    return proxy
 
 
 CHECKSUM_ALGORITHMS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}

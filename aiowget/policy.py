@@ -21,7 +21,7 @@ from .errors import (
     ProtocolError,
     UsageError,
 )
-from .models import PartState
+from .models import HEADER_NAME, PartState
 from .text import printable, redact_url
 
 __all__ = [
@@ -324,7 +324,6 @@ def _names_validator(headers: Mapping[str, str], validator: str | None) -> bool:
 
 # Request options and the rate limit ------------------------------------------------------
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kKmMgG]?)\Z")
 _RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -333,7 +332,7 @@ def parse_header(text: str) -> tuple[str, str]:
     """`Name: value` (curl's and wget's `-H`) as a pair; `UsageError` when malformed."""
     name, colon, value = text.partition(":")
     name, value = name.strip(), value.strip()
-    if not colon or not _TOKEN.match(name):
+    if not colon or not HEADER_NAME.match(name):
         raise UsageError(f"header {printable(text)!r} is not 'Name: value'")
     if any(c in value for c in "\r\n\0"):
         raise UsageError(f"header {name!r} has a line break or NUL in its value")

@@ -248,10 +248,14 @@ class PartFile:
 
 
 class StreamSink:
-    """An open binary stream, such as stdout for `-O -`, written off the event loop."""
+    """An open binary stream, such as stdout for `-O -`, written off the event loop.
+
+    Unlike a file, a stream may never drain (a stalled reader of a pipe): a cancellation does
+    not wait for a write in progress, and nothing is flushed after one."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
+        self._stuck = False  # a write was left running when cancelled
         self.offset = 0
         self.state: PartState | None = None
 
@@ -261,10 +265,8 @@ class StreamSink:
         self.state = state
 
     async def write(self, data: bytes | bytearray) -> None:
-        _, cancelled = await uninterrupted(asyncio.to_thread(self._stream.write, data))
+        await self._off_loop(self._stream.write, data)
         self.offset += len(data)
-        if cancelled:
-            raise asyncio.CancelledError
 
     async def hash_into(self, hasher: Hasher, start: int) -> None:
         # Everything written to a stream was hashed on the way: nothing to catch up.
@@ -275,10 +277,23 @@ class StreamSink:
             raise ProtocolError("the server cannot resume, and standard output cannot rewind")
 
     async def commit(self) -> None:
-        await asyncio.to_thread(self._stream.flush)
+        await self._off_loop(self._stream.flush)
 
     async def release(self, keep: bool) -> None:
-        await asyncio.to_thread(self._stream.flush)
+        # When cancelled (Python 3.11 says so), a flush could wait for the reader: skipped.
+        cancelling = getattr(asyncio.current_task(), "cancelling", lambda: 0)
+        if not self._stuck and not cancelling():
+            await self._off_loop(self._stream.flush)
+
+    async def _off_loop(self, function: Callable[..., T], *args: Any) -> T:
+        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self._stuck = True
+            # Left to finish in its thread; its error, if any, has no one left to tell.
+            work.add_done_callback(lambda done: done.cancelled() or done.exception())
+            raise
 
 
 async def ensure_directory(directory: Path) -> None:
@@ -411,8 +426,12 @@ def _work_dir_ready(directory: Path) -> None:
     try:
         info = os.lstat(directory)
     except FileNotFoundError:
-        with suppress(FileExistsError):
+        try:
             os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            raise LocalIOError(f"cannot save in {directory.parent}: no such folder") from None
         info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode):
         raise LocalIOError(f"{directory} is in the way of aiowget's working files (not a folder)")

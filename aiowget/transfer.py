@@ -93,6 +93,8 @@ class Context:
     session: aiohttp.ClientSession
     options: Options
     names: naming.NameRegistry
+    # `jobs` transfers at once, whichever way they came in (lists, single calls, streams).
+    job_slot: asyncio.Semaphore
     host_slot: Callable[[str], AbstractAsyncContextManager[None]]
     directory_ready: Callable[[], Awaitable[None]]
     emit: Callable[[Event], Awaitable[None]]
@@ -119,7 +121,8 @@ async def transfer(
     twin is done, a new call fetches again, as asked. Within one list (`batch` > 0), a URL
     met again is fetched once."""
     if stream is not None:
-        return await _transfer(job, ctx, stream, batch)
+        async with ctx.job_slot:
+            return await _transfer(job, ctx, stream, batch)
     key = _twin_key(job)
     while (running := ctx.inflight.get(key)) is not None:
         await asyncio.wait({running})  # never raises for the twin's own cancellation
@@ -127,7 +130,8 @@ async def transfer(
             return await _duplicate(job, ctx, running.result())
     ctx.inflight[key] = twin = asyncio.get_running_loop().create_future()
     try:
-        result = await _transfer(job, ctx, None, batch)
+        async with ctx.job_slot:  # twins wait above, holding no slot
+            result = await _transfer(job, ctx, None, batch)
         twin.set_result(result)
         if batch and (not result.ok or result.note.startswith(RENAMED)):
             # What a repeat later in the list must report, beyond "saved under its name":
@@ -254,6 +258,8 @@ class _Transfer:
         if self.job.path is not None:
             if self.job.path.name == naming.WORK_DIR:
                 raise UsageError(f"{self.job.path}: {naming.WORK_DIR} is aiowget's working folder")
+            if self.job.path.parent.is_relative_to(self.options.directory):
+                await self.ctx.directory_ready()  # made on demand, for paths inside it too
             return await self._claim(self.job.path)
         await self.ctx.directory_ready()
         claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
@@ -558,6 +564,7 @@ class _Transfer:
             # aiohttp gives up when the count of redirects *reaches* its limit.
             max_redirects=options.max_redirects + 1,
             auto_decompress=False,
+            raise_for_status=False,  # statuses are aiowget's to judge, whatever the session says
             # No total timeout: a long but steady transfer must never be cut (aiohttp #2249).
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=options.connect_timeout, sock_read=options.timeout

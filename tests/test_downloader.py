@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -580,23 +579,6 @@ async def test_progress_events_while_a_large_body_streams(
 async def test_downloader_must_be_entered(tmp_path: Path) -> None:
     with pytest.raises(aiowget.UsageError, match="async with"):
         await Downloader().download_one("http://127.0.0.1/x")
-
-
-@pytest.mark.parametrize(
-    ("option", "value"),
-    [("jobs", 0), ("per_host", 0), ("naming", "tree"), ("if_exists", "ask"), ("timeout", -1)],
-)
-def test_bad_options_are_usage_errors(option: str, value: object) -> None:
-    options: dict[str, Any] = {option: value}
-    with pytest.raises(aiowget.UsageError, match=option):
-        Downloader(**options)
-
-
-def test_a_single_string_is_not_a_url_list() -> None:
-    from aiowget.downloader import _Source
-
-    with pytest.raises(TypeError, match="single string"):
-        _Source("http://example.com/")
 
 
 # The same URL asked for more than once --------------------------------------------------
