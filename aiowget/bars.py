@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -296,7 +296,8 @@ class _Lines:
 class LiveBars:
     """Draws a `Board` with rich, `REFRESH_PER_SECOND` times a second, and the lines above it.
 
-    `draws` counts the times the screen was written (a test bounds it)."""
+    `draws` counts the times the screen was written (a test bounds it). A terminal that goes
+    away (closed, hung up) ends the drawing and the printing, not the run."""
 
     def __init__(self, console: Console | None, total: int | None, tally: Tally) -> None:
         self.console = console or Console(stderr=True)
@@ -314,9 +315,10 @@ class LiveBars:
         self._lines: list[str] = []  # printed at the next draw, above the bars
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
+        self._gone = False  # the terminal refused a write
 
     def start(self) -> None:
-        self._live.start()
+        self._write(self._live.start)
         self._running = True
         self._schedule()
 
@@ -325,16 +327,17 @@ class LiveBars:
             self._timer.cancel()
             self._timer = None
         self._running = False
-        self._live.stop()  # transient: the bars go, what was printed above them stays
-        self._print_lines()
+        self._write(self._live.stop)  # transient: the bars go, the lines above them stay
+        self._write(self._print_lines)
 
     def track(self, event: Event) -> None:
         self.board.track(event)
 
     def print(self, line: str) -> None:
-        self._lines.append(line)
+        if not self._gone:
+            self._lines.append(line)
         if not self._running:
-            self._print_lines()
+            self._write(self._print_lines)
 
     def refresh(self) -> None:
         """Draw now: the lines kept since the last draw, then the bars, in one write."""
@@ -342,10 +345,17 @@ class LiveBars:
         self.board.sample(now)
         self._holder.frame = frame(self.board, now, self.console.width)
         self.draws += 1
-        if self._lines:
-            self._print_lines()  # through the Live: the bars are redrawn below the lines
-        else:
-            self._live.refresh()
+        # Through the Live, lines are printed with the bars redrawn below them.
+        self._write(self._print_lines if self._lines else self._live.refresh)
+
+    def _write(self, write: Callable[[], object]) -> None:
+        if self._gone:
+            return
+        try:
+            write()
+        except (OSError, ValueError):  # ValueError: a closed file
+            self._gone = True
+            self._lines.clear()
 
     def _print_lines(self) -> None:
         if self._lines:
@@ -361,4 +371,5 @@ class LiveBars:
 
     def _tick(self) -> None:
         self.refresh()
-        self._schedule()
+        if not self._gone:
+            self._schedule()

@@ -75,6 +75,25 @@ async def test_the_timer_draws_what_came_since_the_last_tick() -> None:
     assert bars.draws == drawn_then  # stopped means no more ticks
 
 
+async def test_a_terminal_that_goes_away_stops_the_bars_not_the_run() -> None:
+    console, screen = terminal()
+    reporter = ConsoleReporter(mode=ProgressMode.BAR, console=console, total=2)
+    bars = drawn_bars(reporter)
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+    reporter.start()
+    await reporter(Started(url(1), Path("file1.bin"), 4 * MiB))
+    screen.close()  # writing to it now raises ValueError, as a closed stderr would
+
+    await asyncio.sleep(0.6)
+    await reporter(Finished(Result(url(1), Path("file1.bin"), Outcome.SAVED, size=4 * MiB)))
+    reporter.stop()
+
+    assert errors == []
+    assert bars.draws == 1  # the first tick found the terminal gone, and no tick came after
+    assert reporter.tally.saved == 1
+
+
 def board_with(*events: Started | Progress | Finished, total: int | None = None) -> Board:
     board = Board(Tally(), total)
     for event in events:
