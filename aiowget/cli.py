@@ -3,25 +3,47 @@
 import asyncio
 import importlib.util
 import itertools
+import json
+import os
 import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from contextlib import suppress
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.core
 
 from ._version import __version__
-from .console import ConsoleReporter, ProgressMode
+from .console import ConsoleReporter, ProgressMode, summary_record
 from .downloader import Downloader
-from .errors import AiowgetError, ExitStatus, UsageError
+from .errors import AiowgetError, ExitStatus, OutputClosedError, UsageError
 from .inputfile import STDIN, InputFile
-from .models import DEFAULT_USER_AGENT, Checksum, IfExists, Job, Naming, Options
+from .models import DEFAULT_USER_AGENT, Checksum, IfExists, Job, Naming, Options, Result, Tally
 from .policy import parse_header, parse_rate, parse_size
+from .text import shorten
 
 __all__ = ["app", "main"]
+
+
+class _Command(typer.core.TyperCommand):
+    """click's command, with its usage errors said on one line, as every other error."""
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        kwargs["standalone_mode"] = False
+        try:
+            status = super().main(*args, **kwargs)
+        except typer.Abort:
+            sys.exit(ExitStatus.INTERRUPTED)
+        except typer.TyperException as error:  # click's (typer's copy): bad flags and values
+            text = error.format_message() if hasattr(error, "format_message") else str(error)
+            typer.echo(f"aiowget: {shorten(' '.join(text.split()))} (see aiowget --help)", err=True)
+            sys.exit(getattr(error, "exit_code", ExitStatus.USAGE))
+        sys.exit(status or 0)
+
 
 app = typer.Typer(
     add_completion=True,
@@ -37,7 +59,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command(help="Download many URLs at once.")
+@app.command(cls=_Command, help="Download many URLs at once.")
 def command(
     urls: Annotated[
         list[str] | None, typer.Argument(help="URLs to fetch.", show_default=False)
@@ -191,6 +213,7 @@ def command(
             compute_sha256=json_output,
         )
         _check_sources(urls, input_file, output, checksum)
+        _check_standard_streams(input_file, output, json_output)
         digest = Checksum.parse(checksum) if checksum is not None else None
         if dask is not None and (output is not None or json_output):
             raise UsageError(
@@ -200,7 +223,7 @@ def command(
         if json_output and output == STDIN:
             raise UsageError("--json and -O - would both write to stdout")
     except UsageError as error:
-        _fail(error)
+        _fail(error, json_output)
     if dask is not None:
         # A --checksum (one URL) travels with its URL, as an input line's checksum= would.
         lines = [f"{url} checksum={digest}" if digest else url for url in urls]
@@ -285,8 +308,13 @@ def _check_sources(
         raise UsageError("--checksum takes exactly one URL (use checksum= in an input file)")
 
 
-def _fail(error: AiowgetError) -> NoReturn:
+def _fail(error: AiowgetError, json_output: bool = False) -> NoReturn:
     typer.echo(f"aiowget: {error}", err=True)
+    if json_output:  # the stream always ends with a summary carrying the exit status
+        record = summary_record(Tally(), 0.0)
+        record.update(error=str(error), exit_code=int(error.exit_status))
+        with suppress(OSError):
+            typer.echo(json.dumps(record))
     raise typer.Exit(int(error.exit_status))
 
 
@@ -298,8 +326,13 @@ async def _interruptible(
     task: asyncio.Future[ExitStatus] = asyncio.ensure_future(run)
     interrupted = False
 
-    def interrupt() -> None:
+    def interrupt(number: int) -> None:
         nonlocal interrupted
+        if interrupted:  # asked again while cleaning up: stop now, as the default would
+            loop.remove_signal_handler(number)
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            return
         interrupted = True
         task.cancel()
 
@@ -307,7 +340,7 @@ async def _interruptible(
     # Signal handlers can only be set from the main thread (tests run the CLI in others).
     signals = (signal.SIGINT, signal.SIGTERM) if _in_main_thread() else ()
     for number in signals:
-        loop.add_signal_handler(number, interrupt)
+        loop.add_signal_handler(number, interrupt, number)
     try:
         return await task
     except asyncio.CancelledError:
@@ -318,6 +351,10 @@ async def _interruptible(
     finally:
         for number in signals:
             loop.remove_signal_handler(number)
+            if interrupted:
+                # What is left (a write stuck on a reader that stopped reading, which the
+                # interpreter waits for at exit) ends at the next signal, as it would by default.
+                signal.signal(number, signal.SIG_DFL)
 
 
 def _in_main_thread() -> bool:
@@ -337,19 +374,36 @@ async def _run(
         async with Downloader(options, on_event=reporter) as downloader:
             if output is None:
                 await downloader.prepare_directory()  # one clear error, not one per URL
+            result = None
             if output == STDIN:
-                await downloader.download_to_stream(given[0], sys.stdout.buffer)
+                result = await downloader.download_to_stream(given[0], sys.stdout.buffer)
             elif output is not None:
                 await downloader.download_one(given[0], output)
             else:
                 async for _ in downloader.iter_download(_jobs(given, source)):
                     pass
-    except AiowgetError as error:
+    except OutputClosedError:
+        # `| head`: the reader has what it wanted. Quiet, and nothing more to flush.
         reporter.stop()
-        await reporter.write(f"aiowget: {error}")
+        _drop_stdout()
+        return ExitStatus.LOCAL_IO
+    except AiowgetError as error:
+        await reporter.failed(error)
         return error.exit_status
+    if isinstance(result, Result) and isinstance(result.error, OutputClosedError):
+        reporter.stop()
+        _drop_stdout()
+        return ExitStatus.LOCAL_IO
     await reporter.summarize()
     return reporter.tally.exit_status
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a reader that left cannot make
+    the interpreter complain at exit."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 async def _jobs(jobs: list[Job], source: InputFile | None) -> AsyncIterator[Job]:
@@ -361,4 +415,32 @@ async def _jobs(jobs: list[Job], source: InputFile | None) -> AsyncIterator[Job]
 
 
 def main() -> None:
+    _CLOSED_AT_START.update(_reopen_closed_standard_streams())
     app()
+
+
+# Standard descriptors closed by the caller (`aiowget URL >&-`): reopened on /dev/null, so no
+# socket or file of the run takes their number; a run that needs one of them is refused.
+_CLOSED_AT_START: set[int] = set()
+
+
+def _reopen_closed_standard_streams() -> set[int]:
+    closed = set()
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+            closed.add(fd)
+    return closed
+
+
+def _check_standard_streams(input_file: str | None, output: str | None, json: bool) -> None:
+    if input_file == STDIN and 0 in _CLOSED_AT_START:
+        raise UsageError("-i -: standard input is closed")
+    if (output == STDIN or json) and 1 in _CLOSED_AT_START:
+        raise UsageError("standard output is closed (it is where -O - and --json write)")

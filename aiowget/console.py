@@ -15,13 +15,15 @@ import json
 import os
 import sys
 import time
+from contextlib import suppress
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .errors import AiowgetError, ExitStatus, OutputClosedError
 from .models import Event, Finished, Notice, Outcome, Progress, Result, Retrying, Started, Tally
 from .storage import part_path
-from .text import printable, redact_url
+from .text import printable, redact_url, shown_url
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -95,12 +97,14 @@ class ConsoleReporter:
 
     async def write(self, line: str) -> None:
         async with self._lock:
-            if self._bars is not None:
-                self._bars.print(printable(line))
-            else:
-                stream = self._stream or sys.stderr
-                stream.write(printable(line) + "\n")
-                stream.flush()
+            # A closed stderr (`2>&-`, a reader gone) silences messages, not the downloads.
+            with suppress(OSError, ValueError):
+                if self._bars is not None:
+                    self._bars.print(printable(line))
+                else:
+                    stream = self._stream or sys.stderr
+                    stream.write(printable(line) + "\n")
+                    stream.flush()
 
     async def summarize(self) -> None:
         self.stop()
@@ -110,21 +114,40 @@ class ConsoleReporter:
         if self._json is not None:
             await self._write_json(summary_record(self.tally, elapsed))
 
+    async def failed(self, error: AiowgetError) -> None:
+        """The run could not start or go on (a bad directory, a missing input file): said on
+        one line, and `--json` still ends with a summary carrying the exit status."""
+        self.stop()
+        await self.write(f"aiowget: {error}")
+        if self._json is not None:
+            record = summary_record(self.tally, time.monotonic() - self._started)
+            record.update(error=str(error), exit_code=int(error.exit_status))
+            await self._write_json(record)
+
     async def interrupted(self) -> None:
-        """Say what was left unfinished; resumable .part files stay for the next run."""
+        """Say what was left unfinished; resumable .part files stay for the next run. With
+        `--json`, each unfinished URL gets a failed record, and the summary says 130."""
         self.stop()
         for url, path in self._in_flight.items():
             part = None if path is None else part_path(path)
             kept = f" (kept {part})" if part is not None and _exists(part) else ""
-            await self.write(f"[!] unfinished {redact_url(url)}{kept}")
+            await self.write(f"[!] unfinished {shown_url(url)}{kept}")
+            if self._json is not None:
+                await self._write_json(unfinished_record(url))
         await self.write(
             f"aiowget: interrupted; {len(self._in_flight)} unfinished, "
             f"{self.tally.saved} saved; run the same command again to finish"
         )
+        if self._json is not None:
+            record = summary_record(self.tally, time.monotonic() - self._started)
+            record.update(unfinished=len(self._in_flight), exit_code=ExitStatus.INTERRUPTED)
+            await self._write_json(record)
 
     def _track(self, event: Event) -> None:
         if isinstance(event, Started):
             self._in_flight[event.url] = event.path
+        elif isinstance(event, Retrying | Notice):  # under way, even before its body starts
+            self._in_flight.setdefault(event.url, None)
         elif isinstance(event, Finished):
             self._in_flight.pop(event.result.url, None)
             self.tally.add(event.result)
@@ -133,15 +156,17 @@ class ConsoleReporter:
 
     def _line(self, event: Event) -> str | None:
         if isinstance(event, Finished):
+            if isinstance(event.result.error, OutputClosedError):
+                return None  # `-O - | head`: the reader left, as readers do; nothing to say
             failed = event.result.outcome is Outcome.FAILED
             return result_line(event.result) if failed or self._per_file_lines() else None
         if isinstance(event, Retrying):
             return None if self._quiet else retry_line(event)
         if isinstance(event, Notice):
-            return None if self._quiet else f"[!] {redact_url(event.url)}: {event.message}"
+            return None if self._quiet else f"[!] {shown_url(event.url)}: {event.message}"
         if isinstance(event, Started) and self._per_file_lines() and self._bars is None:
             target = "standard output" if event.path is None else str(event.path)
-            return f"[*] saving {redact_url(event.url)} to {target}"
+            return f"[*] saving {shown_url(event.url)} to {target}"
         return None
 
     def _per_file_lines(self) -> bool:
@@ -150,12 +175,15 @@ class ConsoleReporter:
     async def _write_json(self, record: dict[str, Any]) -> None:
         assert self._json is not None
         async with self._lock:
-            self._json.write(json.dumps(record) + "\n")
-            self._json.flush()
+            try:
+                self._json.write(json.dumps(record) + "\n")
+                self._json.flush()
+            except BrokenPipeError:  # `--json | head -1`: the run has no one to report to
+                raise OutputClosedError from None
 
 
 def result_line(result: Result) -> str:
-    url = redact_url(result.url)
+    url = shown_url(result.url)
     if result.outcome is Outcome.SAVED:
         target = "standard output" if result.path is None else str(result.path)
         return f"[+] saved {target} ({result.size} bytes)"
@@ -166,7 +194,7 @@ def result_line(result: Result) -> str:
 
 def retry_line(event: Retrying) -> str:
     return (
-        f"[!] {redact_url(event.url)}: {event.error}; "
+        f"[!] {shown_url(event.url)}: {event.error}; "
         f"retry {event.attempt}/{event.retries} in {event.delay:.1f} s"
     )
 
@@ -180,9 +208,10 @@ def summary_line(tally: Tally, elapsed: float) -> str:
 
 def result_record(result: Result) -> dict[str, Any]:
     """One finished URL as `--json` writes it (the schema is in the README)."""
+    kept = result.path is not None and result.outcome is not Outcome.FAILED
     return {
         "url": redact_url(result.url),
-        "path": None if result.path is None else str(result.path),
+        "path": str(result.path) if kept else None,
         "outcome": result.outcome.value,
         "bytes": result.size,
         "sha256": result.sha256,
@@ -190,6 +219,21 @@ def result_record(result: Result) -> dict[str, Any]:
         "attempts": result.attempts,
         "error": None if result.error is None else str(result.error),
         "exit_code": int(result.exit_status),
+    }
+
+
+def unfinished_record(url: str) -> dict[str, Any]:
+    """A URL cut short by an interruption, as `--json` reports it."""
+    return {
+        "url": redact_url(url),
+        "path": None,
+        "outcome": Outcome.FAILED.value,
+        "bytes": 0,
+        "sha256": None,
+        "elapsed": None,
+        "attempts": None,
+        "error": "interrupted",
+        "exit_code": int(ExitStatus.INTERRUPTED),
     }
 
 

@@ -4,6 +4,7 @@
     ├── UsageError                   exit 2   options or input that cannot work
     │   └── InvalidURLError                   unusable URL, unsupported scheme
     ├── LocalIOError                 exit 3   the target directory or a local file
+    │   └── OutputClosedError                 the reader of -O - or --json went away
     ├── NetworkError                 exit 4   DNS, connect, reset, timeout
     │   ├── DownloadTimeoutError              no byte within the read or connect timeout
     │   └── ContentTooShortError              the body ended before its Content-Length
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidURLError",
     "LocalIOError",
     "NetworkError",
+    "OutputClosedError",
     "ProtocolError",
     "TLSError",
     "UsageError",
@@ -78,6 +80,13 @@ class InvalidURLError(UsageError):
 
 class LocalIOError(AiowgetError):
     exit_status = ExitStatus.LOCAL_IO
+
+
+class OutputClosedError(LocalIOError):
+    """The reader of the output stream (`-O -`, `--json`) went away: `| head`, `| true`."""
+
+    def __init__(self) -> None:
+        super().__init__("the output stream was closed by its reader")
 
 
 class NetworkError(AiowgetError):

@@ -7,10 +7,15 @@ with the reason, so the rest of the list is still fetched.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
+import os
+import stat
 import sys
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from pathlib import Path
+from typing import IO
 
 import aiofiles
 import aiofiles.threadpool
@@ -57,16 +62,22 @@ class InputFile:
     """An input file (or stdin for `-`), read in large blocks off the event loop.
 
     Opened before the run starts, so a missing or unreadable file is one clear error up front.
+    A pipe or terminal on stdin is read by the event loop itself, as lines arrive: a line
+    typed or piped in (`tail -f list | aiowget -i -`) starts at once, and Ctrl-C is not held
+    up by a read that waits in a thread for input that may never come.
     """
 
-    def __init__(self, source: str | Path, stream: AsyncBinaryReader) -> None:
+    def __init__(self, source: str | Path, stream: AsyncBinaryReader | _Pipe) -> None:
         self.source = source
         self._stream = stream
 
     @classmethod
     async def open(cls, source: str | Path) -> InputFile:
         if source == STDIN:
-            return cls(source, aiofiles.threadpool.wrap(sys.stdin.buffer))
+            stdin = sys.stdin.buffer
+            if _is_pipe(stdin):
+                return cls(source, await _Pipe.open(stdin.fileno()))
+            return cls(source, aiofiles.threadpool.wrap(stdin))  # `< file`: never waits
         try:
             return cls(source, await aiofiles.open(source, "rb"))
         except OSError as exc:
@@ -85,7 +96,9 @@ class InputFile:
             await self.close()
 
     async def close(self) -> None:
-        if self.source != STDIN:
+        if isinstance(self._stream, _Pipe):
+            self._stream.close()
+        elif self.source != STDIN:
             await self._stream.close()
 
     async def _lines(self) -> AsyncIterator[str]:
@@ -104,3 +117,42 @@ class InputFile:
             return await self._stream.read(_READ_SIZE)
         except OSError as exc:
             raise LocalIOError(f"cannot read input file {self.source}: {exc.strerror}") from None
+
+
+def _is_pipe(stream: IO[bytes]) -> bool:
+    """A pipe, socket or terminal (not a regular file, not an in-memory stream)."""
+    try:
+        return not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+
+
+class _Pipe:
+    """A pipe or terminal read by the event loop: `read` returns what has arrived."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport, fd: int
+    ) -> None:
+        self._reader = reader
+        self._transport = transport
+        self._fd = fd
+
+    @classmethod
+    async def open(cls, fd: int) -> _Pipe:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_READ_SIZE)
+        # A duplicate: closing the transport must not close the process's stdin.
+        pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        return cls(reader, transport, fd)
+
+    async def read(self, size: int) -> bytes:
+        return await self._reader.read(size)
+
+    def close(self) -> None:
+        self._transport.close()
+        # The loop made the pipe non-blocking, and the shell that gave it to us shares it.
+        with suppress(OSError):
+            os.set_blocking(self._fd, True)

@@ -328,8 +328,8 @@ class Tally:
     exit_status: ExitStatus = ExitStatus.OK
 
     def add(self, result: Result) -> None:
-        self.size += result.size
         if result.outcome is Outcome.SAVED:
+            self.size += result.size  # bytes saved: a failure's partial bytes are not
             self.saved += 1
         elif result.outcome is Outcome.SKIPPED:
             self.skipped += 1

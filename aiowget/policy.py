@@ -22,7 +22,7 @@ from .errors import (
     UsageError,
 )
 from .models import HEADER_NAME, PartState
-from .text import printable, redact_url
+from .text import printable, redact_url, shorten
 
 __all__ = [
     "Action",
@@ -62,7 +62,7 @@ _UNSAFE_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 def check_url(url: str) -> str:
     """`url` if it can be fetched, else `InvalidURLError` naming what is wrong with it."""
-    shown = redact_url(url)
+    shown = shorten(redact_url(url))
     if not url or _UNSAFE_IN_URL.search(url):
         raise InvalidURLError(f"invalid URL {shown!r}: empty, or contains spaces or controls")
     try:

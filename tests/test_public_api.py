@@ -25,7 +25,7 @@ def test_every_error_is_an_aiowget_error() -> None:
     errors = [getattr(aiowget, n) for n in aiowget.__all__ if n.endswith("Error")]
 
     assert all(issubclass(e, aiowget.AiowgetError) for e in errors)
-    assert len(errors) == 13
+    assert len(errors) == 14
 
 
 # Loads aiowget.<module> without running aiowget/__init__.py (which imports the I/O modules),
