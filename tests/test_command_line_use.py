@@ -5,6 +5,7 @@ directory, and a `--json` stream that always ends with its summary. Real process
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -139,7 +140,7 @@ async def test_closed_stdin_or_stdout_needed_by_the_run_are_usage_errors(
             "-P",
             tmp_path,
             *args,
-            preexec=lambda fd=fd: os.close(fd),
+            preexec=functools.partial(os.close, fd),
             stderr=asyncio.subprocess.PIPE,
         ) as process:
             _, stderr = await asyncio.wait_for(process.communicate(), LIMIT)
