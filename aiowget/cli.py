@@ -139,7 +139,23 @@ def command(
         str | None, typer.Option("--user", metavar="USER", help="Basic auth user name.")
     ] = None,
     password: Annotated[
-        str | None, typer.Option("--password", metavar="PASSWORD", help="Basic auth password.")
+        str | None,
+        typer.Option(
+            "--password",
+            metavar="PASSWORD",
+            envvar="AIOWGET_PASSWORD",
+            show_envvar=True,
+            help="Basic auth password (other users can read a command line: prefer "
+            "--password-file or the variable).",
+        ),
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--password-file",
+            metavar="FILE",
+            help="Read the Basic auth password from the first line of FILE.",
+        ),
     ] = None,
     proxy: Annotated[
         str | None,
@@ -203,7 +219,7 @@ def command(
             max_redirects=max_redirect,
             headers=dict(parse_header(h) for h in header or ()),
             user_agent=user_agent,
-            auth=None if user is None else (user, password or ""),
+            auth=None if user is None else (user, _password(password, password_file)),
             proxy=proxy,
             verify_tls=not no_check_certificate,
             ca_certificate=ca_certificate,
@@ -292,6 +308,19 @@ def _mode(progress: ProgressMode) -> ProgressMode:
     if progress is ProgressMode.AUTO:
         return ProgressMode.BAR if sys.stderr.isatty() else ProgressMode.PLAIN
     return progress
+
+
+def _password(given: str | None, file: Path | None) -> str:
+    if file is None:
+        return given or ""
+    if given is not None and "AIOWGET_PASSWORD" not in os.environ:
+        raise UsageError("--password and --password-file: give one")
+    try:
+        with open(file, encoding="utf-8") as lines:
+            return lines.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read password file {file}: {reason}") from None
 
 
 def _check_sources(

@@ -25,6 +25,7 @@ from collections.abc import (
     Iterator,
 )
 from contextlib import aclosing, asynccontextmanager, contextmanager, suppress
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
@@ -35,7 +36,7 @@ import yarl
 from .errors import UsageError
 from .models import Event, Job, Options, Result, Results, path_option
 from .naming import NameRegistry
-from .policy import TokenBucket
+from .policy import TokenBucket, bypasses_proxy
 from .storage import ensure_directory, remove_empty_work_dirs
 from .text import printable
 from .transfer import Context, transfer
@@ -429,24 +430,31 @@ async def _tls(options: Options) -> ssl.SSLContext | bool:
     if options.ca_certificate is None:
         return True
     try:
-        return await asyncio.to_thread(ssl.create_default_context, cafile=options.ca_certificate)
+        return await asyncio.to_thread(_trusting, options.ca_certificate)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"cannot use CA certificate {options.ca_certificate}: {exc}") from None
 
 
+def _trusting(ca_file: Path) -> ssl.SSLContext:
+    """The system's trust, and the authorities in `ca_file` too (`cafile=` alone would
+    replace the system's)."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 def _proxy_chooser(explicit: str | None) -> Callable[[str], str | None]:
-    """The proxy for a URL: the one given, else the `*_proxy` variables (and `no_proxy`),
-    the only environment aiowget reads."""
+    """The proxy for a URL (asked again at every redirect): the one given, else the
+    `*_proxy` variables and `no_proxy`, the only environment aiowget reads."""
     if explicit:
         return lambda url: explicit
     proxies = urllib.request.getproxies_environment()
+    exempt = proxies.pop("no", "")
 
     def choose(url: str) -> str | None:
-        parts = urlsplit(url)
-        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-        if not proxies or bypass(parts.hostname or "", proxies):
+        if not proxies or bypasses_proxy(url, exempt):
             return None
-        return proxies.get(parts.scheme.lower())
+        return proxies.get(urlsplit(url).scheme.lower())
 
     return choose
 

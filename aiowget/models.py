@@ -174,6 +174,12 @@ def _headers(headers: object) -> dict[str, str]:
     for name, value in headers.items():
         if not isinstance(name, str) or not HEADER_NAME.match(name):
             raise UsageError(f"headers: {name!r} is not a header name")
+        if name.lower() == "proxy-authorization":
+            # It would go to the origin (inside an https tunnel), not to the proxy.
+            raise UsageError(
+                "Proxy-Authorization is not a header for the server: "
+                "put the proxy's credentials in its URL (http://user:password@proxy:port)"
+            )
         checked[name] = _header_value(f"headers[{name!r}]", value)
     return checked
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from .errors import (
     AiowgetError,
@@ -22,7 +23,7 @@ from .errors import (
     UsageError,
 )
 from .models import HEADER_NAME, PartState
-from .text import printable, redact_url, shorten
+from .text import printable, redact_url, scrub, shorten
 
 __all__ = [
     "Action",
@@ -69,7 +70,7 @@ def check_url(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURLError(f"invalid URL {shown!r}: {exc}") from None
+        raise InvalidURLError(f"invalid URL {shown!r}: {shorten(scrub(str(exc), url))}") from None
     if parts.scheme.lower() not in SUPPORTED_SCHEMES:
         scheme = printable(parts.scheme) or "none"
         raise InvalidURLError(f"unsupported scheme {scheme!r} in {shown!r} (http and https only)")
@@ -78,6 +79,88 @@ def check_url(url: str) -> str:
     if port == 0:
         raise InvalidURLError(f"invalid URL {shown!r}: port 0")
     return url
+
+
+# Redirects, followed hop by hop (transfer._get) ------------------------------------------
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Headers that carry credentials: sent to the first origin only.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One request of a chain of redirects. `trusted`: still at the origin first asked, so
+    its credentials may go; `credentials`: the first URL's own user and password, kept for
+    the redirects that stay at its origin."""
+
+    url: str
+    origin: str
+    trusted: bool = True
+    credentials: tuple[str, str] | None = None
+
+
+def is_redirect(status: int) -> bool:
+    return status in _REDIRECTS
+
+
+def first_hop(url: str) -> Hop:
+    return Hop(url, origin(url))
+
+
+def next_hop(hop: Hop, location: str) -> Hop:
+    """Where `Location` leads from `hop`; `ProtocolError` unless it is a usable http(s) URL.
+    Leaving the first origin drops its credentials for the rest of the chain."""
+    target = urljoin(hop.url, location.strip())
+    try:
+        check_url(target)
+    except InvalidURLError:
+        shown = shorten(redact_url(target))
+        raise ProtocolError(f"redirect to an unusable URL {shown!r}") from None
+    credentials = hop.credentials
+    if hop.trusted and credentials is None:
+        parts = urlsplit(hop.url)
+        if parts.username is not None:
+            credentials = (unquote(parts.username), unquote(parts.password or ""))
+    there = origin(target)
+    trusted = hop.trusted and there == hop.origin
+    return Hop(target, hop.origin, trusted, credentials if trusted else None)
+
+
+def without_credentials(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+
+
+def bypasses_proxy(url: str, no_proxy: str) -> bool:
+    """Whether `no_proxy` (curl's syntax: `*`, host names matching their subdomains, a
+    leading dot optional, `host:port`, IP addresses, CIDR blocks, `[v6]:port`) exempts `url`."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    for entry in re.split(r"[,\s]+", no_proxy.strip().lower()):
+        if entry and _exempts(entry, host, port):
+            return True
+    return False
+
+
+def _exempts(entry: str, host: str, port: int) -> bool:
+    if entry == "*":
+        return True
+    if "/" in entry:  # a CIDR block: IP hosts only
+        try:
+            return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            return False
+    name, wanted_port = entry, None
+    bracketed = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", entry)
+    if bracketed:
+        name, wanted_port = bracketed.group(1), bracketed.group(2)
+    elif entry.count(":") == 1:
+        name, _, wanted_port = entry.partition(":")
+    if wanted_port is not None and wanted_port != str(port):
+        return False
+    name = name.lstrip(".").rstrip(".")
+    return bool(name) and (host == name or host.endswith("." + name))
 
 
 def origin(url: str) -> str:

@@ -265,6 +265,8 @@ class StreamSink:
         self.state = state
 
     async def write(self, data: bytes | bytearray) -> None:
+        if _cancelling():  # what is left is not kept for a stream: it may never drain
+            raise asyncio.CancelledError
         await self._off_loop(self._stream.write, data)
         self.offset += len(data)
 
@@ -280,9 +282,8 @@ class StreamSink:
         await self._off_loop(self._stream.flush)
 
     async def release(self, keep: bool) -> None:
-        # When cancelled (Python 3.11 says so), a flush could wait for the reader: skipped.
-        cancelling = getattr(asyncio.current_task(), "cancelling", lambda: 0)
-        if not self._stuck and not cancelling():
+        # When cancelled, a flush could wait for the reader: skipped.
+        if not self._stuck and not _cancelling():
             await self._off_loop(self._stream.flush)
 
     async def _off_loop(self, function: Callable[..., T], *args: Any) -> T:
@@ -297,6 +298,11 @@ class StreamSink:
             # Left to finish in its thread; its error, if any, has no one left to tell.
             work.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
+
+
+def _cancelling() -> bool:
+    """Whether the current task is being cancelled (known from Python 3.11 on)."""
+    return bool(getattr(asyncio.current_task(), "cancelling", lambda: 0)())
 
 
 async def ensure_directory(directory: Path) -> None:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["is_unsafe_char", "printable", "redact_url", "redact_urls", "shorten", "shown_url"]
+__all__ = [
+    "is_unsafe_char",
+    "printable",
+    "redact_url",
+    "redact_urls",
+    "scrub",
+    "shorten",
+    "shown_url",
+]
 
 # Longer text is cut in messages: a 10 MB URL must not make a 10 MB line.
 SHOWN_LENGTH = 300
@@ -40,16 +47,13 @@ def shorten(text: str, limit: int = SHOWN_LENGTH) -> str:
 
 
 def redact_url(url: str) -> str:
-    """`url` with its password replaced by `***`, for messages and reports; printable."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return printable(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return printable(url)
-    user = userinfo.split(":", 1)[0]
-    return printable(urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}")))
+    """`url` with its credentials masked, for messages and reports; printable.
+
+    Found without parsing the URL (a URL that no parser accepts is shown too): whatever sits
+    between `scheme://` and the last `@` before the path is user information. `user:pw`
+    becomes `user:***`; a lone user name, often a token (`https://TOKEN@host/`), becomes `***`.
+    """
+    return printable(redact_urls(url))
 
 
 def shown_url(url: str) -> str:
@@ -57,9 +61,35 @@ def shown_url(url: str) -> str:
     return shorten(redact_url(url))
 
 
-_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
+# scheme://, then the user information: up to the last `@` before the path, a space or a quote.
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s'\"]*)@")
+
+
+# A password holding a raw `/` (`user:pa/ss@host`): a colon not followed by a port.
+_SLASHED_PASSWORD = re.compile(
+    r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s'\"@:]*:(?!\d*(?:[/?#\s'\"]|$))[^\s'\"@]*)@"
+)
 
 
 def redact_urls(text: str) -> str:
-    """`text` with the password of every URL in it replaced by `***`."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """`text` with the credentials of every URL in it masked (see `redact_url`)."""
+    return _SLASHED_PASSWORD.sub(_masked, _CREDENTIALS.sub(_masked, text))
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (a parser's complaint about `url`) with `url`'s secrets masked wherever they
+    appear, quoted alone or inside a netloc."""
+    for pattern in (_CREDENTIALS, _SLASHED_PASSWORD):
+        for match in pattern.finditer(url):
+            user, colon, password = match.group(2).partition(":")
+            secret = password if colon else user
+            # A parser stops a password at `?`, `#` or `/`: its complaint quotes that part.
+            for part in (secret, re.split(r"[?#/]", secret)[0]):
+                if part:
+                    text = text.replace(part, "***")
+    return redact_urls(text)
+
+
+def _masked(match: re.Match[str]) -> str:
+    user, colon, _ = match.group(2).partition(":")
+    return f"{match.group(1)}{user}:***@" if colon else f"{match.group(1)}***@"

@@ -14,8 +14,8 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,13 +52,17 @@ from .models import (
 )
 from .policy import (
     Action,
+    Hop,
     basic_authorization,
     can_resume,
     check_complete,
     check_url,
     expected_length,
+    first_hop,
+    is_redirect,
     is_retryable,
     judge,
+    next_hop,
     origin,
     parse_content_range,
     plan_segments,
@@ -66,6 +70,7 @@ from .policy import (
     retry_delay,
     splittable,
     validator_of,
+    without_credentials,
 )
 from .segments import FileChanged, fetch_segments
 from .storage import Found, PartFile, Sink, StreamSink, exists, uninterrupted
@@ -540,29 +545,48 @@ class _Transfer:
             await self.digest.catch_up(sink, from_zero=False)
             self.digest.verify()
 
-    def _headers(self, url: str, extra: dict[str, str]) -> dict[str, str]:
+    def _headers(self, url: str, extra: dict[str, str], hop: Hop) -> dict[str, str]:
         options = self.options
-        headers = {"User-Agent": options.user_agent, **options.headers, **extra}
+        given = options.headers if hop.trusted else without_credentials(options.headers)
+        headers = {"User-Agent": options.user_agent, **given, **extra}
         # Credentials in the URL win: aiohttp sends them itself, and refuses both at once.
-        if options.auth is not None and urlsplit(url).username is None:
-            headers["Authorization"] = basic_authorization(*options.auth)
+        if hop.trusted and urlsplit(url).username is None:
+            if hop.credentials is not None:
+                headers["Authorization"] = basic_authorization(*hop.credentials)
+            elif options.auth is not None:
+                headers["Authorization"] = basic_authorization(*options.auth)
         # Bodies are stored exactly as served: no transparent decompression (NOTES-aiohttp.md).
         headers["Accept-Encoding"] = "identity"
         return headers
 
-    def _get(
-        self, url: str, extra: dict[str, str]
-    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        options = self.options
+    @asynccontextmanager
+    async def _get(self, url: str, extra: dict[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One GET, redirects followed here, hop by hop: each hop chooses its own proxy, and
+        credentials (the URL's, `auth`, `-H Authorization/Cookie`) go to the first origin only,
+        never again once a redirect has left it."""
         self.attempts += 1
-        return self.ctx.session.get(
-            url,
-            headers=self._headers(url, extra),
-            proxy=self.ctx.proxy_for(url),
+        hop = first_hop(url)
+        for _ in range(self.options.max_redirects + 1):
+            response = await self._request(hop, extra)
+            location = response.headers.get("Location") if is_redirect(response.status) else None
+            if location is None:
+                try:
+                    yield response
+                finally:
+                    response.release()
+                return
+            response.release()
+            hop = next_hop(hop, location)
+        raise ProtocolError(f"too many redirects (more than {self.options.max_redirects})")
+
+    async def _request(self, hop: Hop, extra: dict[str, str]) -> aiohttp.ClientResponse:
+        options = self.options
+        return await self.ctx.session.get(
+            hop.url,
+            headers=self._headers(hop.url, extra, hop),
+            proxy=self.ctx.proxy_for(hop.url),
             ssl=self.ctx.ssl,
-            allow_redirects=options.max_redirects > 0,
-            # aiohttp gives up when the count of redirects *reaches* its limit.
-            max_redirects=options.max_redirects + 1,
+            allow_redirects=False,
             auto_decompress=False,
             raise_for_status=False,  # statuses are aiowget's to judge, whatever the session says
             # No total timeout: a long but steady transfer must never be cut (aiohttp #2249).
