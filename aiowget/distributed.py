@@ -16,6 +16,11 @@ Layout of the output directory OUT:
 A shard is done exactly when its `.done.json` exists: a rerun submits only the others, and
 inside a shard complete files are skipped (and recorded with a checksum read from disk) and
 `.part` files resume as usual.
+
+The shard files hold the input as given, passwords included (the workers fetch them), so
+`OUT/.aiowget` is checked as storage checks its working folders (a real folder, ours, not
+writable by others), every file in it is created 0600, exclusively and without following a
+symlink, and the manifests record URLs masked.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +42,11 @@ import aiofiles
 import aiofiles.os
 
 from .downloader import Downloader
-from .errors import ExitStatus, UsageError, combine_exit_statuses
+from .errors import AiowgetError, ExitStatus, UsageError, combine_exit_statuses
 from .inputfile import InputFile
 from .models import Outcome, Result
+from .storage import _work_dir_ready
+from .text import redact_url, redact_urls
 from .transfer import DUPLICATE
 
 __all__ = ["Report", "ShardPaths", "download", "plan_shards", "run_shard"]
@@ -115,9 +122,10 @@ def plan_shards(source: Iterable[str] | str | os.PathLike[str], directory: Path,
     plan = directory / STATE / "plan.json"
     if size < 1:
         raise UsageError(f"shard_size must be at least 1, got {size}")
+    directory.mkdir(parents=True, exist_ok=True)
+    _work_dir_ready(directory / STATE)  # before a byte is read from it or written to it
     if plan.exists():
         return _check_plan(json.loads(plan.read_text()), source, directory, size)
-    (directory / STATE).mkdir(parents=True, exist_ok=True)
     count, digest = 0, hashlib.sha256()
     with _lines(source) as lines:
         for count, batch in enumerate(_batches(_hashed(lines, digest), size), start=1):
@@ -188,10 +196,12 @@ def run_shard(
 
     A shard has one owner at a time: a second runner (a rerun while the job still runs, a
     retry of a worker presumed dead) calls `on_wait`, waits for the first, and then returns
-    the summary it wrote, never writing itself. `UsageError` when there is no such shard."""
+    the summary it wrote, never writing itself. `UsageError` when there is no such shard,
+    `LocalIOError` when its state folder is not a real folder of ours, closed to others."""
     paths = ShardPaths(Path(directory), shard)
     if not paths.urls.exists():
         raise UsageError(f"no shard {shard} in {directory}: no {paths.urls}")
+    _work_dir_ready(paths.directory / STATE)
     with _owning(paths, on_wait):
         if paths.status.exists():
             summary: dict[str, Any] = json.loads(paths.status.read_text())
@@ -224,7 +234,7 @@ async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, An
     temporary = paths.manifest.with_name(paths.manifest.name + ".tmp")
     lines: list[str] = []
     repeats: list[Result] = []  # a URL listed again: its row waits for the first one's file
-    async with aiofiles.open(temporary, "w", encoding="utf-8") as manifest:
+    async with aiofiles.open(temporary, "w", encoding="utf-8", opener=_fresh) as manifest:
         async with Downloader(**settings) as downloader:
             async for result in downloader.iter_download(source.jobs()):
                 _count(summary, result)
@@ -248,12 +258,12 @@ async def _record(result: Result) -> dict[str, Any]:
     if result.outcome is Outcome.SKIPPED and result.path is not None:
         size, sha256 = await asyncio.to_thread(_measure, result.path)
     return {
-        "url": result.url,
+        "url": redact_url(result.url),  # the README promises masked records, on disk too
         "path": None if result.path is None else str(result.path),
         "outcome": result.outcome.value,
         "bytes": size,
         "sha256": sha256,
-        "error": None if result.error is None else str(result.error),
+        "error": None if result.error is None else redact_urls(str(result.error)),
     }
 
 
@@ -277,8 +287,21 @@ def _measure(path: Path) -> tuple[int, str | None]:
 
 def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
+    with open(temporary, "w", encoding="utf-8", opener=_fresh) as file:
+        file.write(text)
     os.replace(temporary, path)
+
+
+_CREATE_PRIVATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _fresh(path: str, flags: int = 0) -> int:
+    """An `opener` for state files (`flags` ignored): a new file only we can read, created
+    exclusively without following a symlink; what was at its name (a stale temporary, a
+    symlink planted there) is removed first, never written through."""
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, _CREATE_PRIVATE, 0o600)
 
 
 # The job, on Dask ----------------------------------------------------------------------------
@@ -381,9 +404,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         summary = run_shard(args[1], int(args[2]), on_wait=waiting)
-    except UsageError as error:
+    except AiowgetError as error:  # no such shard (2), a state folder refused (3)
         print(f"aiowget: {error}", file=sys.stderr)
-        return int(ExitStatus.USAGE)
+        return int(error.exit_status)
     print(json.dumps(summary))
     return int(summary["exit_status"])
 

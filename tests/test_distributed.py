@@ -6,12 +6,13 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -366,3 +367,109 @@ def test_a_url_listed_twice_in_a_shard_gets_two_true_rows(
     sha = hashlib.sha256(content("1")).hexdigest()
     assert [(r["bytes"], r["sha256"]) for r in repeated] == [(len(content("1")), sha)] * 2
     assert server.requests["1"] == 1
+
+
+# Security: the cluster, the state folder and what is written in it ---------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a file created with the default mode is 0644."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_state_files_are_private_and_manifests_masked(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    _, base = site
+    secret = base.replace("http://", "http://alice:S3CRET@")
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"{secret}/{n}\n" for n in range(4)))
+    listing.chmod(0o600)
+    out = tmp_path / "out"
+
+    distributed.plan_shards(listing, out, 2)
+    summaries = [distributed.run_shard(out, shard) for shard in (0, 1)]
+
+    assert [s["saved"] for s in summaries] == [2, 2]
+    state = out / distributed.STATE
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in state.iterdir()}
+    assert modes == dict.fromkeys(modes, 0o600)
+    assert {"plan.json", "00000.urls", "00000.jsonl", "00001.done.json"} <= set(modes)
+    holding = {path.name for path in state.iterdir() if b"S3CRET" in path.read_bytes()}
+    assert holding == {"00000.urls", "00001.urls"}  # the workers need the password there
+    masked = base.replace("http://", "http://alice:***@")
+    rows = distributed.ShardPaths(out, 1).manifest.read_text().splitlines()
+    assert sorted(json.loads(row)["url"] for row in rows) == [f"{masked}/2", f"{masked}/3"]
+
+
+STATE_FILES = ("plan.json", "00000.urls", "00000.jsonl", "00000.done.json")
+
+
+def test_state_files_never_write_through_a_planted_symlink(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    _, base = site
+    out, victims = tmp_path / "out", tmp_path / "victims"
+    (out / distributed.STATE).mkdir(parents=True, mode=0o700)
+    victims.mkdir()
+    for name in STATE_FILES:  # each temporary name leads to a victim outside the folder
+        (victims / name).write_text("original")
+        (out / distributed.STATE / f"{name}.tmp").symlink_to(victims / name)
+
+    distributed.plan_shards(urls(base, 3), out, 10)
+    summary = distributed.run_shard(out, 0)
+
+    assert summary["saved"] == 3
+    assert {path.read_text() for path in victims.iterdir()} == {"original"}
+    for name in STATE_FILES:  # a real file each, and no symlink renamed into place
+        assert stat.S_ISREG((out / distributed.STATE / name).lstat().st_mode)
+        assert not (out / distributed.STATE / f"{name}.tmp").exists()
+
+
+def plant_symlink(state: Path, elsewhere: Path) -> None:
+    state.symlink_to(elsewhere, target_is_directory=True)
+
+
+def plant_writable(state: Path, elsewhere: Path) -> None:
+    state.mkdir()
+    state.chmod(0o777)
+
+
+@pytest.mark.parametrize("plant", [plant_symlink, plant_writable])
+def test_a_state_folder_open_to_others_is_refused(
+    site: tuple[Site, str], tmp_path: Path, plant: Callable[[Path, Path], None]
+) -> None:
+    _, base = site
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    plant(out / distributed.STATE, elsewhere)
+
+    with pytest.raises(aiowget.LocalIOError, match=r"\.aiowget"):
+        distributed.plan_shards(urls(base, 3), out, 10)
+
+    assert not list(elsewhere.iterdir())
+    assert not list((out / distributed.STATE).iterdir())
+
+
+def test_run_shard_refuses_a_state_folder_opened_to_others(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    server, base = site
+    out = tmp_path / "out"
+    distributed.plan_shards(urls(base, 3), out, 10)
+    (out / distributed.STATE).chmod(0o777)  # anyone could now swap the shard or its records
+    command = [sys.executable, "-m", "aiowget.distributed", "run-shard", str(out), "0"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode == 3
+    assert done.stderr.startswith("aiowget: ")
+    assert "writable by others" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not server.requests
