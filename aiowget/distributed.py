@@ -20,7 +20,8 @@ inside a shard complete files are skipped (and recorded with a checksum read fro
 The shard files hold the input as given, passwords included (the workers fetch them), so
 `OUT/.aiowget` is checked as storage checks its working folders (a real folder, ours, not
 writable by others), every file in it is created 0600, exclusively and without following a
-symlink, and the manifests record URLs masked.
+symlink, and the manifests record URLs masked. `local:N` starts a cluster that only this process
+can reach (TLS with a certificate made for the run, no dashboard).
 """
 
 from __future__ import annotations
@@ -372,20 +373,46 @@ def _connected(client: Any, address: str | None) -> Iterator[Any]:
     if client is not None:
         yield client
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if address is None or address.startswith("local:"):
         workers = int(address.partition(":")[2] or os.cpu_count() or 1) if address else None
-        with (
-            LocalCluster(
-                n_workers=workers, threads_per_worker=1, dashboard_address=None
-            ) as cluster,
-            Client(cluster) as own,
-        ):
+        with _private_cluster(workers) as cluster, Client(cluster) as own:
             yield own
     else:
-        with Client(address) as own:
+        with Client(address) as own:  # TLS, if any, from Dask's own configuration
             yield own
+
+
+# Dask's scheduler and workers always start an HTTP server (dashboard, /info, /json, /metrics,
+# unauthenticated): on 127.0.0.1:8787 when `dashboard_address` is None, on every interface with
+# False or ":0". With no routes it serves nothing. Set while the cluster lives: a nanny starts
+# its killed worker again with the configuration it saw.
+_NO_HTTP: dict[str, list[str]] = {
+    "distributed.scheduler.http.routes": [],
+    "distributed.worker.http.routes": [],
+}
+
+
+@contextmanager
+def _private_cluster(workers: int | None) -> Iterator[Any]:
+    """A LocalCluster that only this process can reach: its scheduler, nannies and workers
+    speak TLS with a certificate made for this run and kept in memory, so a client without it
+    (any other local process) is refused before it can run code or read `--password`."""
+    import dask
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    with (
+        dask.config.set(_NO_HTTP),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            security=Security.temporary(),
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+    ):
+        yield cluster
 
 
 def main(argv: list[str] | None = None) -> int:

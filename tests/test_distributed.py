@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -11,10 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,8 @@ import psutil
 import pytest
 from aiohttp import web
 from distributed import Client, LocalCluster
+from distributed.comm.core import connect
+from distributed.security import Security
 
 import aiowget
 from aiowget import distributed
@@ -370,6 +376,98 @@ def test_a_url_listed_twice_in_a_shard_gets_two_true_rows(
 
 
 # Security: the cluster, the state folder and what is written in it ---------------------------
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    """Every (address, port) that process `pid` or one of its children listens on."""
+    parent = psutil.Process(pid)
+    found: set[tuple[str, int]] = set()
+    for process in [parent, *parent.children(recursive=True)]:
+        with suppress(psutil.Error):
+            for connection in process.net_connections("tcp"):
+                if connection.status == psutil.CONN_LISTEN:
+                    found.add((connection.laddr.ip, connection.laddr.port))
+    return found
+
+
+async def dask_identity(address: str, **connection_args: Any) -> Any:
+    """What the Dask server at `address` tells a stranger it is; None when it will not talk
+    (an open server answers in milliseconds; a server of another kind may never answer)."""
+
+    async def ask() -> Any:
+        comm = await connect(address, timeout=2, **connection_args)
+        try:
+            await comm.write({"op": "identity"})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        return await asyncio.wait_for(ask(), 2)
+    except (OSError, asyncio.TimeoutError):
+        return None
+
+
+def http_status(port: int, path: str) -> int | None:
+    """The status an HTTP GET of `path` gets on 127.0.0.1:`port`; None when none comes."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def stranger_talks(port: int) -> list[str]:
+    """How a stranger (no certificate, or a certificate of its own) gets answers from `port`."""
+    own = Security.temporary().get_connection_args("client")
+    heard = []
+    if asyncio.run(dask_identity(f"tcp://127.0.0.1:{port}")) is not None:
+        heard.append("dask over tcp")
+    if asyncio.run(dask_identity(f"tls://127.0.0.1:{port}", **own)) is not None:
+        heard.append("dask over tls with a certificate of its own")
+    for path in ("/json/identity.json", "/info/main/workers.html", "/health", "/metrics"):
+        if http_status(port, path) == 200:
+            heard.append(f"GET {path}")
+    return heard
+
+
+def test_the_probe_hears_an_open_cluster(client: Client) -> None:
+    # The control for the test below: a plain LocalCluster answers the same stranger.
+    info = client.scheduler_info()
+    assert stranger_talks(int(info["address"].rsplit(":", 1)[1])) == ["dask over tcp"]
+    assert "GET /json/identity.json" in stranger_talks(info["services"]["dashboard"])
+
+
+def test_a_local_cluster_answers_no_other_process(site: tuple[Site, str], tmp_path: Path) -> None:
+    server, base = site
+    gate = threading.Event()
+    server.on_request = lambda name, request: gate.wait(60) if name == "slow" else None
+    command = [sys.executable, "-m", "aiowget", "-q", "--dask", "local:1", "-P", str(tmp_path)]
+    scratch = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(tmp_path / "dask")}
+
+    with subprocess.Popen(
+        [*command, "--user", "alice", "--password", "S3CRET", f"{base}/slow"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=scratch,
+    ) as job:
+        try:
+            deadline = time.monotonic() + 60
+            while not server.requests["slow"]:  # the cluster is up, the shard in a worker
+                assert time.monotonic() < deadline, "the job never asked for its URL"
+                time.sleep(0.05)
+            sockets = listening(job.pid)
+            heard = {port: stranger_talks(port) for _, port in sockets}
+        finally:
+            gate.set()
+            _, errors = job.communicate(timeout=60)
+
+    assert job.returncode == 0, errors
+    assert len(sockets) >= 3  # scheduler, nanny and worker, at least
+    assert {address for address, _ in sockets} == {"127.0.0.1"}
+    assert {port: ways for port, ways in heard.items() if ways} == {}
 
 
 @pytest.fixture
