@@ -1,6 +1,7 @@
 """The command line: flags -> `Options`, `asyncio.run`, exit status. Nothing else."""
 
 import asyncio
+import functools
 import importlib.util
 import itertools
 import json
@@ -20,9 +21,9 @@ import typer.core
 from ._version import __version__
 from .console import ConsoleReporter, ProgressMode, summary_record
 from .downloader import Downloader
-from .errors import AiowgetError, ExitStatus, OutputClosedError, UsageError
+from .errors import AiowgetError, ExitStatus, LocalIOError, OutputClosedError, UsageError
 from .inputfile import STDIN, InputFile
-from .models import DEFAULT_USER_AGENT, Checksum, IfExists, Job, Naming, Options, Result, Tally
+from .models import DEFAULT_USER_AGENT, Checksum, IfExists, Job, Naming, Options, Tally
 from .policy import parse_header, parse_rate, parse_size
 from .text import shorten
 
@@ -40,7 +41,7 @@ class _Command(typer.core.TyperCommand):
             sys.exit(ExitStatus.INTERRUPTED)
         except typer.TyperException as error:  # click's (typer's copy): bad flags and values
             text = error.format_message() if hasattr(error, "format_message") else str(error)
-            typer.echo(f"aiowget: {shorten(' '.join(text.split()))} (see aiowget --help)", err=True)
+            _say(f"aiowget: {shorten(' '.join(text.split()))} (see aiowget --help)")
             sys.exit(getattr(error, "exit_code", ExitStatus.USAGE))
         sys.exit(status or 0)
 
@@ -230,6 +231,7 @@ def command(
         )
         _check_sources(urls, input_file, output, checksum)
         _check_standard_streams(input_file, output, json_output)
+        _check_output(output)
         digest = Checksum.parse(checksum) if checksum is not None else None
         if dask is not None and (output is not None or json_output):
             raise UsageError(
@@ -238,7 +240,7 @@ def command(
             )
         if json_output and output == STDIN:
             raise UsageError("--json and -O - would both write to stdout")
-    except UsageError as error:
+    except (UsageError, LocalIOError) as error:
         _fail(error, json_output)
     if dask is not None:
         # A --checksum (one URL) travels with its URL, as an input line's checksum= would.
@@ -279,10 +281,9 @@ def _run_on_dask(
     def shard_done(shard: int, report: distributed.Report) -> None:
         if not quiet:
             finished = report.shards_done + len(report.shards_failed)
-            typer.echo(
+            _say(
                 f"[+] shard {shard} ({finished}/{report.shards}): {report.saved} saved, "
-                f"{report.skipped} skipped, {report.failed} failed so far",
-                err=True,
+                f"{report.skipped} skipped, {report.failed} failed so far"
             )
 
     source: Iterable[str] | str = input_file if input_file not in (None, STDIN) else urls
@@ -295,11 +296,10 @@ def _run_on_dask(
     except UsageError as error:
         _fail(error)
     for shard, reason in report.shards_failed.items():
-        typer.echo(f"[-] shard {shard}: {reason}", err=True)
-    typer.echo(
+        _say(f"[-] shard {shard}: {reason}")
+    _say(
         f"[=] {report.shards_done}/{report.shards} shards done, {report.saved} saved, "
-        f"{report.skipped} skipped, {report.failed} failed",
-        err=True,
+        f"{report.skipped} skipped, {report.failed} failed"
     )
     return int(report.exit_status)
 
@@ -337,8 +337,14 @@ def _check_sources(
         raise UsageError("--checksum takes exactly one URL (use checksum= in an input file)")
 
 
+def _say(line: str) -> None:
+    """A line on stderr; a closed or departed stderr silences it, and nothing else."""
+    with suppress(OSError, ValueError):
+        typer.echo(line, err=True)
+
+
 def _fail(error: AiowgetError, json_output: bool = False) -> NoReturn:
-    typer.echo(f"aiowget: {error}", err=True)
+    _say(f"aiowget: {error}")
     if json_output:  # the stream always ends with a summary carrying the exit status
         record = summary_record(Tally(), 0.0)
         record.update(error=str(error), exit_code=int(error.exit_status))
@@ -370,20 +376,43 @@ async def _interruptible(
     signals = (signal.SIGINT, signal.SIGTERM) if _in_main_thread() else ()
     for number in signals:
         loop.add_signal_handler(number, interrupt, number)
+    status = ExitStatus.INTERRUPTED
     try:
-        return await task
+        status = await task
+        return status
     except asyncio.CancelledError:
         if not interrupted:
             raise
         await reporter.interrupted()
-        return ExitStatus.INTERRUPTED
+        status = _with_output(reporter, ExitStatus.INTERRUPTED)
+        return status
     finally:
         for number in signals:
             loop.remove_signal_handler(number)
-            if interrupted:
-                # What is left (a write stuck on a reader that stopped reading, which the
-                # interpreter waits for at exit) ends at the next signal, as it would by default.
-                signal.signal(number, signal.SIG_DFL)
+            # After the run: interrupted, what is left (a write stuck on a reader that stopped
+            # reading, which the interpreter waits for) ends at the next signal, as by default;
+            # finished, a late signal ends the process with the status the summary gave.
+            late = functools.partial(_exit_now, status)
+            signal.signal(number, signal.SIG_DFL if interrupted else late)
+
+
+def _exit_now(status: int, *_: object) -> NoReturn:
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    # Flushed on the side: a stdout whose reader stopped reading must not hold the exit.
+    flushing = threading.Thread(target=_flush_standard_streams, daemon=True)
+    flushing.start()
+    flushing.join(_FLUSH_WAIT)
+    os._exit(status)
+
+
+_FLUSH_WAIT = 2.0  # seconds
+
+
+def _flush_standard_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
 
 
 def _in_main_thread() -> bool:
@@ -403,28 +432,37 @@ async def _run(
         async with Downloader(options, on_event=reporter) as downloader:
             if output is None:
                 await downloader.prepare_directory()  # one clear error, not one per URL
-            result = None
+            else:
+                reporter.taken(given[0].url)
             if output == STDIN:
                 result = await downloader.download_to_stream(given[0], sys.stdout.buffer)
+                if isinstance(result.error, OutputClosedError):
+                    raise result.error  # `-O - | head`: the reader has what it wanted
             elif output is not None:
                 await downloader.download_one(given[0], output)
             else:
-                async for _ in downloader.iter_download(_jobs(given, source)):
+                async for _ in downloader.iter_download(_jobs(given, source, reporter)):
                     pass
-    except OutputClosedError:
-        # `| head`: the reader has what it wanted. Quiet, and nothing more to flush.
-        reporter.stop()
-        _drop_stdout()
-        return ExitStatus.LOCAL_IO
     except AiowgetError as error:
         await reporter.failed(error)
-        return error.exit_status
-    if isinstance(result, Result) and isinstance(result.error, OutputClosedError):
-        reporter.stop()
-        _drop_stdout()
-        return ExitStatus.LOCAL_IO
-    await reporter.summarize()
-    return reporter.tally.exit_status
+        status = error.exit_status
+    else:
+        await reporter.summarize()
+        status = reporter.tally.exit_status
+    return _with_output(reporter, status)
+
+
+def _with_output(reporter: ConsoleReporter, status: ExitStatus) -> ExitStatus:
+    """`status`, unless stdout could not be written (exit 3: its reader left, quietly, or
+    a full disk, said once)."""
+    failure = reporter.output_failed
+    if failure is None:
+        return status
+    _drop_stdout()
+    if not isinstance(failure, OutputClosedError):
+        with suppress(OSError):
+            print(f"aiowget: {failure}", file=sys.stderr)
+    return ExitStatus.INTERRUPTED if status == ExitStatus.INTERRUPTED else failure.exit_status
 
 
 def _drop_stdout() -> None:
@@ -435,17 +473,36 @@ def _drop_stdout() -> None:
     os.close(null)
 
 
-async def _jobs(jobs: list[Job], source: InputFile | None) -> AsyncIterator[Job]:
+async def _jobs(
+    jobs: list[Job], source: InputFile | None, reporter: ConsoleReporter
+) -> AsyncIterator[Job]:
+    """The jobs of the command line, then of the input; each one, once taken by a worker,
+    is under way for the reporter (listed as unfinished on Ctrl-C)."""
     for job in jobs:
+        reporter.taken(job.url)
         yield job
     if source is not None:
         async for job in source.jobs():
+            reporter.taken(job.url)
             yield job
 
 
 def main() -> None:
-    _CLOSED_AT_START.update(_reopen_closed_standard_streams())
-    app()
+    # Until the run sets its own handling (and after it), a signal is an interruption too:
+    # one line and status 130, not a traceback.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _CLOSED_AT_START.update(_reopen_closed_standard_streams())
+        app()
+        status = 0
+    except SystemExit as done:
+        status = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+    except KeyboardInterrupt:
+        _say("aiowget: interrupted")
+        status = ExitStatus.INTERRUPTED
+    # The run is over and said so: no signal may change its status now, and nothing is left
+    # for the interpreter's teardown to wait for (a write stuck on a reader that left).
+    _exit_now(status)
 
 
 # Standard descriptors closed by the caller (`aiowget URL >&-`): reopened on /dev/null, so no
@@ -466,6 +523,16 @@ def _reopen_closed_standard_streams() -> set[int]:
             setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
             closed.add(fd)
     return closed
+
+
+def _check_output(output: str | None) -> None:
+    """`-O dir/` names a folder (a path drops the slash, and a symlink to a folder would
+    then be taken for a file)."""
+    if output is None or output == STDIN or not output.endswith(("/", os.sep)):
+        return
+    if os.path.isdir(output):
+        raise LocalIOError(f"cannot save {output}: it is a directory")
+    raise UsageError(f"-O {output}: a file name cannot end with '/'")
 
 
 def _check_standard_streams(input_file: str | None, output: str | None, json: bool) -> None:

@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import AiowgetError, ExitStatus, OutputClosedError
+from .errors import AiowgetError, ExitStatus, LocalIOError, OutputClosedError
 from .models import Event, Finished, Notice, Outcome, Progress, Result, Retrying, Started, Tally
 from .storage import part_path
 from .text import printable, redact_url, shown_url
@@ -64,6 +64,8 @@ class ConsoleReporter:
         self._started = time.monotonic()
         self._in_flight: dict[str, Path | None] = {}
         self.tally = Tally()
+        # Set when writing --json failed (its reader gone, a full disk): the run's status.
+        self.output_failed: AiowgetError | None = None
         self._bars: LiveBars | None = None
         if mode is ProgressMode.BAR and not quiet:
             from .bars import LiveBars  # rich costs import time: only when bars are drawn
@@ -92,7 +94,7 @@ class ConsoleReporter:
         line = self._line(event)
         if line is not None:
             await self.write(line)
-        if isinstance(event, Finished) and self._json is not None:
+        if isinstance(event, Finished):
             await self._write_json(result_record(event.result))
 
     async def write(self, line: str) -> None:
@@ -111,18 +113,17 @@ class ConsoleReporter:
         elapsed = time.monotonic() - self._started
         if not self._quiet:
             await self.write(summary_line(self.tally, elapsed))
-        if self._json is not None:
-            await self._write_json(summary_record(self.tally, elapsed))
+        await self._write_json_last(summary_record(self.tally, elapsed))
 
     async def failed(self, error: AiowgetError) -> None:
         """The run could not start or go on (a bad directory, a missing input file): said on
         one line, and `--json` still ends with a summary carrying the exit status."""
         self.stop()
-        await self.write(f"aiowget: {error}")
-        if self._json is not None:
-            record = summary_record(self.tally, time.monotonic() - self._started)
-            record.update(error=str(error), exit_code=int(error.exit_status))
-            await self._write_json(record)
+        if error is not self.output_failed:  # that one is the caller's to tell, once
+            await self.write(f"aiowget: {error}")
+        record = summary_record(self.tally, time.monotonic() - self._started)
+        record.update(error=str(error), exit_code=int(error.exit_status))
+        await self._write_json_last(record)
 
     async def interrupted(self) -> None:
         """Say what was left unfinished; resumable .part files stay for the next run. With
@@ -132,16 +133,19 @@ class ConsoleReporter:
             part = None if path is None else part_path(path)
             kept = f" (kept {part})" if part is not None and _exists(part) else ""
             await self.write(f"[!] unfinished {shown_url(url)}{kept}")
-            if self._json is not None:
-                await self._write_json(unfinished_record(url))
+            await self._write_json_last(unfinished_record(url))
         await self.write(
             f"aiowget: interrupted; {len(self._in_flight)} unfinished, "
             f"{self.tally.saved} saved; run the same command again to finish"
         )
-        if self._json is not None:
-            record = summary_record(self.tally, time.monotonic() - self._started)
-            record.update(unfinished=len(self._in_flight), exit_code=ExitStatus.INTERRUPTED)
-            await self._write_json(record)
+        record = summary_record(self.tally, time.monotonic() - self._started)
+        record.update(unfinished=len(self._in_flight), exit_code=ExitStatus.INTERRUPTED)
+        await self._write_json_last(record)
+
+    def taken(self, url: str) -> None:
+        """`url` is under way (taken from the input): unfinished if interrupted from now on,
+        even before any event of its own (while it waits for its response, say)."""
+        self._in_flight.setdefault(url, None)
 
     def _track(self, event: Event) -> None:
         if isinstance(event, Started):
@@ -173,13 +177,23 @@ class ConsoleReporter:
         return not self._quiet and self._mode is not ProgressMode.NONE
 
     async def _write_json(self, record: dict[str, Any]) -> None:
-        assert self._json is not None
+        """One record; the first failure to write stops the run (raised once), later records
+        are dropped: nobody can read them."""
+        if self._json is None or self.output_failed is not None:
+            return
         async with self._lock:
             try:
                 self._json.write(json.dumps(record) + "\n")
                 self._json.flush()
-            except BrokenPipeError:  # `--json | head -1`: the run has no one to report to
-                raise OutputClosedError from None
+            except OSError as exc:
+                self.output_failed = _output_error(exc)
+                raise self.output_failed from None
+
+    async def _write_json_last(self, record: dict[str, Any]) -> None:
+        """A record at the end of the run, when nothing is left to stop: a failure is kept in
+        `output_failed` (for the exit status), not raised."""
+        with suppress(AiowgetError):
+            await self._write_json(record)
 
 
 def result_line(result: Result) -> str:
@@ -256,6 +270,12 @@ def format_size(size: int) -> str:
             return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _output_error(exc: OSError) -> AiowgetError:
+    if isinstance(exc, BrokenPipeError):  # `--json | head -1`: nobody left to report to
+        return OutputClosedError()
+    return LocalIOError(f"cannot write to standard output: {exc.strerror or exc}")
 
 
 def _exists(path: Path) -> bool:

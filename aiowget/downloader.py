@@ -104,6 +104,8 @@ class Downloader:
         self._batches = 0  # lists of URLs started, to tell one list's repeats from a new ask
 
     async def __aenter__(self) -> Downloader:
+        if self._context is not None:
+            raise UsageError("this Downloader is already entered: use one 'async with' at a time")
         options = self.options
         if self._given_session is not None and self._given_session.closed:
             raise UsageError("the session given to the Downloader is closed")
@@ -239,7 +241,10 @@ class Downloader:
     async def _directory_ready(self) -> None:
         # Made once for the whole run; shielded so one cancelled job cannot cancel it for all.
         if self._directory is None:
-            self._directory = asyncio.ensure_future(ensure_directory(self.options.directory))
+            made = self._track(asyncio.ensure_future(ensure_directory(self.options.directory)))
+            # Its error is every waiter's; if the one that started it was cancelled, nobody's.
+            made.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._directory = made
         await asyncio.shield(self._directory)
 
 
@@ -341,6 +346,8 @@ class _Source:
     def __init__(self, jobs: JobSource) -> None:
         if isinstance(jobs, str | bytes):
             raise UsageError("expected an iterable of URLs, got a single string")
+        if not isinstance(jobs, Iterable | AsyncIterable):
+            raise UsageError(f"expected an iterable of URLs, got {type(jobs).__name__}")
         self._sync = iter(jobs) if isinstance(jobs, Iterable) else None
         self._async = aiter(jobs) if isinstance(jobs, AsyncIterable) else None
         self._lock = asyncio.Lock()

@@ -194,6 +194,8 @@ def translate(exc: Exception) -> AiowgetError:
         return NetworkError(_reason(exc))
     if isinstance(exc, OSError):
         return LocalIOError(_os_reason(exc))
+    if isinstance(exc, RuntimeError) and str(exc) == "Session is closed":
+        return UsageError("the session given to the Downloader was closed while in use")
     return AiowgetError(_reason(exc))
 
 

@@ -138,6 +138,7 @@ def _at_least(minimum: int, **values: int) -> None:
             raise UsageError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
 
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # all but tab (RFC 9110 5.5)
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token
 
 
@@ -162,8 +163,8 @@ def path_option(value: object, name: str) -> Path:
 def _header_value(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise UsageError(f"{name} must be a string, got {value!r}")
-    if any(c in value for c in "\r\n\0"):
-        raise UsageError(f"{name} has a line break or NUL in it")
+    if _CONTROLS.search(value):
+        raise UsageError(f"{name} has a control character (a line break, NUL, ...) in it")
     return value
 
 

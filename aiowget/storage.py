@@ -267,7 +267,7 @@ class StreamSink:
     async def write(self, data: bytes | bytearray) -> None:
         if _cancelling():  # what is left is not kept for a stream: it may never drain
             raise asyncio.CancelledError
-        await self._off_loop(self._stream.write, data)
+        await self._off_loop(_write_all, self._stream, data)
         self.offset += len(data)
 
     async def hash_into(self, hasher: Hasher, start: int) -> None:
@@ -298,6 +298,17 @@ class StreamSink:
             # Left to finish in its thread; its error, if any, has no one left to tell.
             work.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
+
+
+def _write_all(stream: IO[bytes], data: bytes | bytearray) -> None:
+    """All of `data`: a stream may take part of it (a pipe whose reader is leaving); the
+    next write then says why (BrokenPipeError)."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if not written:  # None (would block) or 0: nothing more will go
+            raise BrokenPipeError(errno.EPIPE, "the output stream took no more bytes")
+        view = view[written:]
 
 
 def _cancelling() -> bool:

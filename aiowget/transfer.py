@@ -149,6 +149,11 @@ async def transfer(
             twin.cancel()  # the twins waiting run on their own
 
 
+def _inside(path: Path, directory: Path) -> bool:
+    """Whether `path` is to be saved in `directory` or below, however either is spelled."""
+    return Path(os.path.abspath(path)).parent.is_relative_to(os.path.abspath(directory))
+
+
 def _twin_key(job: Job) -> tuple[str, str]:
     """(URL, target): the same URL to the same place, however the place is spelled."""
     target = os.path.abspath(job.path) if job.path is not None else job.name or ""
@@ -263,7 +268,7 @@ class _Transfer:
         if self.job.path is not None:
             if self.job.path.name == naming.WORK_DIR:
                 raise UsageError(f"{self.job.path}: {naming.WORK_DIR} is aiowget's working folder")
-            if self.job.path.parent.is_relative_to(self.options.directory):
+            if _inside(self.job.path, self.options.directory):
                 await self.ctx.directory_ready()  # made on demand, for paths inside it too
             return await self._claim(self.job.path)
         await self.ctx.directory_ready()

@@ -8,13 +8,12 @@ DNS lookup) or, with `steps`, also each call that changes the disk inside a hop 
 interrupt a real process at each one in turn: SIGKILL lands right before step K (the process
 dies with the disk exactly as step K-1 left it, even between two calls of one hop); SIGINT or
 SIGTERM lands while step K runs (the command's own interrupt handling, in the middle of a
-write). At exit the number of steps made is printed to stderr (`steps: N`), so a test knows
-when K went past the last one. Nothing is replaced: the calls are only counted.
+write). At exit (`os._exit`) the number of steps made is printed to stderr (`steps: N`), so a
+test knows when K went past the last one. Nothing is replaced: the calls are only counted.
 """
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
 import os
 import signal
@@ -78,7 +77,13 @@ def main() -> None:
     count_hops(steps)
     if sys.argv[3] == "steps":
         count_disk_calls(steps)
-    atexit.register(lambda: print(f"steps: {steps.count}", file=sys.stderr))
+    exit_now = os._exit  # the command ends with it, past atexit: say the count just before
+
+    def counted_exit(status: int) -> None:
+        print(f"steps: {steps.count}", file=sys.stderr, flush=True)
+        exit_now(status)
+
+    os._exit = counted_exit  # type: ignore[assignment]
     sys.argv = ["aiowget", *sys.argv[4:]]
     from aiowget.cli import main as aiowget
 

@@ -345,3 +345,128 @@ async def test_a_million_jobs_for_one_url(files_server: Server, tmp_path: Path) 
 
     assert result.exit_code == 0
     assert files_in(tmp_path) == [flat_name(url)]
+
+
+# Found by breaking the above (a fresh tester, with only the README's promises) ---------------
+
+
+async def test_json_into_a_full_disk_is_one_line_and_exit_3(
+    files_server: Server, tmp_path: Path
+) -> None:
+    full = os.open("/dev/full", os.O_WRONLY)
+    async with aiowget_process(
+        "--json", "-P", tmp_path, files_server.url("/files/f1.bin"),
+        stdout=full, stderr=asyncio.subprocess.PIPE,
+    ) as process:  # fmt: skip
+        os.close(full)
+        _, stderr = await asyncio.wait_for(process.communicate(), LIMIT)
+
+    assert process.returncode == 3
+    assert "Traceback" not in stderr.decode()
+    assert stderr.decode().count("aiowget: cannot write to standard output") == 1
+
+
+async def test_json_reader_gone_before_the_summary_exits_3_quietly(
+    files_server: Server, tmp_path: Path
+) -> None:
+    reader, writer = os.pipe()
+    async with aiowget_process(
+        "--json", "-P", tmp_path, "-i", "-",
+        stdin=asyncio.subprocess.PIPE, stdout=writer, stderr=asyncio.subprocess.PIPE,
+    ) as process:  # fmt: skip
+        os.close(writer)
+        assert process.stdin is not None
+        process.stdin.write(files_server.url("/files/f1.bin").encode() + b"\n")
+        await process.stdin.drain()
+        first = await asyncio.to_thread(os.read, reader, 65536)  # the record, not the summary
+        os.close(reader)  # `| head -1`
+        process.stdin.close()  # the input ends: the summary is written to nobody
+        _, stderr = await asyncio.wait_for(process.communicate(), LIMIT)
+
+    assert b'"outcome": "saved"' in first
+    assert process.returncode == 3
+    assert "Traceback" not in stderr.decode()
+
+
+async def test_ctrl_c_lists_a_url_still_waiting_for_its_response(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    asked = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.StreamResponse:
+        asked.set()
+        await asyncio.Event().wait()  # no status line, ever
+        raise AssertionError("unreachable")
+
+    server = await serve({"/silent": silent})
+    async with aiowget_process(
+        "--json", "-P", tmp_path, server.url("/silent"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    ) as process:  # fmt: skip
+        await asyncio.wait_for(asked.wait(), LIMIT)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = await asyncio.wait_for(process.communicate(), LIMIT)
+
+    unfinished, summary = (json.loads(line) for line in stdout.decode().splitlines())
+    assert (unfinished["url"], unfinished["error"]) == (server.url("/silent"), "interrupted")
+    assert (summary["unfinished"], summary["exit_code"], process.returncode) == (1, 130, 130)
+
+
+async def test_o_dash_into_a_reader_that_takes_one_byte_is_not_saved(
+    serve: ServeFactory,
+) -> None:
+    server = await serve({"/f": static(body(1_048_577))})
+    reader, writer = os.pipe()
+    async with aiowget_process(
+        "-O", "-", server.url("/f"), stdout=writer, stderr=asyncio.subprocess.PIPE
+    ) as process:
+        os.close(writer)
+        await asyncio.to_thread(os.read, reader, 1)
+        os.close(reader)  # `| head -c 1`
+        _, stderr = await asyncio.wait_for(process.communicate(), LIMIT)
+
+    assert process.returncode == 3
+    assert "saved" not in stderr.decode()
+
+
+async def test_a_departed_stderr_changes_no_exit_status_and_no_summary(tmp_path: Path) -> None:
+    outcomes = []
+    for args in (["-j", "abc", "http://127.0.0.1:9/"], ["--json", "--checksum", "md5:zz", "x"]):
+        reader, writer = os.pipe()
+        os.close(reader)  # a reader of stderr that is gone
+        async with aiowget_process(*args, stdout=asyncio.subprocess.PIPE, stderr=writer) as p:
+            os.close(writer)
+            stdout, _ = await asyncio.wait_for(p.communicate(), LIMIT)
+        outcomes.append((p.returncode, stdout.count(b'"summary": true')))
+
+    assert outcomes == [(2, 0), (2, 1)]
+
+
+async def test_ctrl_c_after_the_summary_keeps_the_status_the_summary_gave(
+    files_server: Server, tmp_path: Path
+) -> None:
+    async with aiowget_process(
+        "--json", "-P", tmp_path, files_server.url("/files/f1.bin"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        summary = json.loads((await read_until(process.stdout, '"summary"')).splitlines()[-1])
+        process.send_signal(signal.SIGINT)  # the run is ending: too late to interrupt it
+        _, stderr = await asyncio.wait_for(process.communicate(), LIMIT)
+
+    assert process.returncode == summary["exit_code"] == 0
+    assert "Traceback" not in stderr.decode()
+
+
+async def test_o_at_a_symlink_to_a_directory_with_a_slash_is_that_directory(
+    files_server: Server, tmp_path: Path
+) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+
+    result = await run_process("-O", f"{tmp_path / 'link'}/", files_server.url("/files/f1.bin"))
+
+    assert result.exit_code == 3
+    assert "it is a directory" in result.stderr
+    assert (tmp_path / "link").is_symlink()
+    assert files_in(tmp_path) == ["dir", "link"]

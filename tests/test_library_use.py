@@ -5,6 +5,7 @@ callback errors, cancellation, odd inputs, and a Downloader used twice."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from contextlib import suppress
 from pathlib import Path
@@ -385,3 +386,80 @@ async def test_two_calls_to_one_path_each_report_the_file_they_really_saved(
     assert (first_result.size, second_result.size) == (len(first_body), len(second_body))
     assert target.read_bytes() == second_body
     assert not meta_path(target).exists()
+
+
+# Found by breaking the above (a fresh tester, with only the README's promises) ---------------
+
+
+@pytest.mark.parametrize(
+    "headers", [{"X-A": "a\x01b"}, {"X-A": "a\x7fb"}, {"X-A": "a\x0bb"}], ids=["01", "7f", "0b"]
+)
+def test_control_characters_in_header_values_are_usage_errors(headers: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match="control character"):
+        Downloader(headers=headers)
+    with pytest.raises(UsageError, match="user_agent"):
+        Downloader(user_agent=headers["X-A"])
+
+
+@pytest.mark.parametrize("given", [None, 5, aiowget.Job("http://127.0.0.1:9/")])
+async def test_not_a_list_of_urls_is_a_usage_error(given: Any, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="expected an iterable of URLs"):
+        await aiowget.download(given, tmp_path)
+
+
+async def test_a_downloader_entered_twice_at_once_is_a_usage_error(tmp_path: Path) -> None:
+    dl = Downloader(directory=tmp_path)
+    async with dl:
+        with pytest.raises(UsageError, match="already entered"):
+            async with dl:
+                pass
+
+
+async def test_a_session_closed_while_in_use_fails_its_urls_as_usage_errors(
+    files_server: Server, tmp_path: Path
+) -> None:
+    session = aiohttp.ClientSession()
+    async with Downloader(directory=tmp_path, session=session) as dl:
+        await session.close()
+        result = await dl.download_one(files_server.url("/files/f1.bin"))
+
+    assert result.exit_status == ExitStatus.USAGE
+    assert "closed while in use" in str(result.error)
+
+
+@pytest.mark.parametrize("absolute", ["directory", "path"])
+async def test_an_exact_path_inside_the_directory_however_spelled(
+    files_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, absolute: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    directory, path = Path("out"), Path("out/f")
+    if absolute == "directory":
+        directory = tmp_path / directory
+    else:
+        path = tmp_path / path
+    async with Downloader(directory=directory) as dl:
+        result = await dl.download_one(files_server.url("/files/f1.bin"), path)
+
+    assert result.outcome is Outcome.SAVED
+    assert files_in(tmp_path) == ["out", "out/f"]
+
+
+async def test_a_caller_cancelled_while_the_directory_is_refused_leaves_no_noise(
+    files_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "file").write_bytes(b"")  # the directory would have to be made inside a file
+    for _ in range(3):
+        call = asyncio.ensure_future(
+            aiowget.download([files_server.url("/files/f1.bin")], tmp_path / "file" / "d")
+        )
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        call.cancel()
+        with suppress(asyncio.CancelledError):
+            await call
+    for _ in range(5):  # let what is left finish, and the garbage collector speak
+        await asyncio.sleep(0.01)
+        gc.collect()
+
+    assert "never retrieved" not in caplog.text
+    assert {t for t in asyncio.all_tasks() if "ensure_directory" in repr(t)} == set()
