@@ -463,3 +463,22 @@ async def test_a_caller_cancelled_while_the_directory_is_refused_leaves_no_noise
 
     assert "never retrieved" not in caplog.text
     assert {t for t in asyncio.all_tasks() if "ensure_directory" in repr(t)} == set()
+
+
+async def test_breaking_out_of_iter_download_early_leaves_no_task_and_no_noise(
+    serve: ServeFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's own example: stop reading results midway (item 8 of #12)."""
+    server = await serve({"/{n}": static(b"x" * 100)})
+    before = asyncio.all_tasks()
+    async with Downloader(directory=tmp_path, jobs=4) as dl:
+        async for result in dl.iter_download(server.url(f"/{n}") for n in range(1000)):
+            if result.ok:
+                break  # the generator stays suspended: it is closed when the Downloader exits
+    for _ in range(3):
+        await asyncio.sleep(0.01)
+        gc.collect()
+
+    assert asyncio.all_tasks() - before == set()
+    assert "never retrieved" not in caplog.text
+    assert len(server.gets()) < 1000
