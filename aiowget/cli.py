@@ -293,7 +293,7 @@ def _run_on_dask(
         report = distributed.download(
             source, directory, address=address, on_shard=shard_done, **settings
         )
-    except UsageError as error:
+    except AiowgetError as error:  # a refused OUT/.aiowget too: one line, exit 3
         _fail(error)
     for shard, reason in report.shards_failed.items():
         _say(f"[-] shard {shard}: {reason}")

@@ -46,7 +46,7 @@ from .downloader import Downloader
 from .errors import AiowgetError, ExitStatus, UsageError, combine_exit_statuses
 from .inputfile import InputFile
 from .models import Outcome, Result
-from .storage import _work_dir_ready
+from .storage import work_dir_ready
 from .text import redact_url, redact_urls
 from .transfer import DUPLICATE
 
@@ -124,7 +124,7 @@ def plan_shards(source: Iterable[str] | str | os.PathLike[str], directory: Path,
     if size < 1:
         raise UsageError(f"shard_size must be at least 1, got {size}")
     directory.mkdir(parents=True, exist_ok=True)
-    _work_dir_ready(directory / STATE)  # before a byte is read from it or written to it
+    work_dir_ready(directory / STATE)  # before a byte is read from it or written to it
     if plan.exists():
         return _check_plan(json.loads(plan.read_text()), source, directory, size)
     count, digest = 0, hashlib.sha256()
@@ -202,7 +202,7 @@ def run_shard(
     paths = ShardPaths(Path(directory), shard)
     if not paths.urls.exists():
         raise UsageError(f"no shard {shard} in {directory}: no {paths.urls}")
-    _work_dir_ready(paths.directory / STATE)
+    work_dir_ready(paths.directory / STATE)
     with _owning(paths, on_wait):
         if paths.status.exists():
             summary: dict[str, Any] = json.loads(paths.status.read_text())

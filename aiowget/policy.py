@@ -63,21 +63,21 @@ _UNSAFE_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 def check_url(url: str) -> str:
     """`url` if it can be fetched, else `InvalidURLError` naming what is wrong with it."""
-    shown = shorten(redact_url(url))
     if not url or _UNSAFE_IN_URL.search(url):
-        raise InvalidURLError(f"invalid URL {shown!r}: empty, or contains spaces or controls")
+        raise _invalid(url, "empty, or contains spaces or controls")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURLError(f"invalid URL {shown!r}: {shorten(scrub(str(exc), url))}") from None
+        raise _invalid(url, shorten(scrub(str(exc), url))) from None
     if parts.scheme.lower() not in SUPPORTED_SCHEMES:
         scheme = printable(parts.scheme) or "none"
+        shown = shorten(redact_url(url))
         raise InvalidURLError(f"unsupported scheme {scheme!r} in {shown!r} (http and https only)")
     if not parts.hostname:
-        raise InvalidURLError(f"invalid URL {shown!r}: no host")
+        raise _invalid(url, "no host")
     if port == 0:
-        raise InvalidURLError(f"invalid URL {shown!r}: port 0")
+        raise _invalid(url, "port 0")
     return url
 
 
@@ -161,6 +161,10 @@ def _exempts(entry: str, host: str, port: int) -> bool:
         return False
     name = name.lstrip(".").rstrip(".")
     return bool(name) and (host == name or host.endswith("." + name))
+
+
+def _invalid(url: str, reason: str) -> InvalidURLError:
+    return InvalidURLError(f"invalid URL {shorten(redact_url(url))!r}: {reason}")
 
 
 def origin(url: str) -> str:

@@ -56,6 +56,7 @@ __all__ = [
     "part_path",
     "remove_empty_work_dirs",
     "uninterrupted",
+    "work_dir_ready",
 ]
 
 T = TypeVar("T")
@@ -366,7 +367,7 @@ def _claim(
     if _final_there(final) and skip_if_there:
         return Found.THERE  # the usual rerun: nothing created, nothing locked
     if not checked:
-        _work_dir_ready(part.parent)
+        work_dir_ready(part.parent)
     fd = _open_locked(part)
     if fd is None:
         return Found.BUSY
@@ -425,7 +426,7 @@ def _open_part(part: Path) -> int:
         try:
             fd = os.open(part, flags, 0o666)
         except FileNotFoundError:
-            _work_dir_ready(part.parent)  # another run removed it, done with it, just now
+            work_dir_ready(part.parent)  # another run removed it, done with it, just now
             continue
         except OSError as exc:
             if exc.errno != errno.ELOOP:
@@ -441,8 +442,9 @@ def _open_part(part: Path) -> int:
     raise LocalIOError(f"cannot create {part}: something keeps taking its place")
 
 
-def _work_dir_ready(directory: Path) -> None:
-    """The working folder, made when missing; a symlink or file there is refused."""
+def work_dir_ready(directory: Path) -> None:
+    """The working folder, made when missing; a symlink or file there is refused (blocking:
+    call it in a thread, or where blocking is fine)."""
     try:
         info = os.lstat(directory)
     except FileNotFoundError:
