@@ -177,6 +177,15 @@ def command(
         str | None,
         typer.Option("--limit-rate", metavar="RATE", help="Total bandwidth cap, e.g. 500k, 2M."),
     ] = None,
+    lowest_speed: Annotated[
+        str | None,
+        typer.Option(
+            "--lowest-speed",
+            metavar="RATE",
+            help="Fail (as a timeout: retried, resumed) a transfer averaging less than RATE "
+            "(1k, 50k, 1M) over the last -T seconds.",
+        ),
+    ] = None,
     max_filesize: Annotated[
         str | None,
         typer.Option("--max-filesize", metavar="SIZE", help="Refuse bodies larger than SIZE."),
@@ -225,6 +234,7 @@ def command(
             verify_tls=not no_check_certificate,
             ca_certificate=ca_certificate,
             limit_rate=None if limit_rate is None else parse_rate(limit_rate),
+            lowest_speed=None if lowest_speed is None else parse_rate(lowest_speed),
             max_filesize=None if max_filesize is None else parse_size(max_filesize),
             split=split,
             compute_sha256=json_output,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import os
+import re
 import stat
 import sys
 from collections.abc import AsyncIterator
@@ -34,22 +35,31 @@ STDIN = "-"
 _READ_SIZE = 1 << 16
 
 
+# A line: the URL (spaces inside it kept: `http://h/a b` is fetched as /a%20b), then options.
+_LINE = re.compile(r"(?P<url>.*?)(?P<options>(?:\s+[A-Za-z][A-Za-z0-9_-]*=\S*)*)\s*")
+
+
 def parse_line(line: str, lineno: int) -> Job | None:
-    """The job a line of an input file asks for, or None for blank lines and comments."""
-    fields = line.split()
-    if not fields or fields[0].startswith("#"):
+    """The job a line of an input file asks for, or None for blank lines and comments.
+
+    Trailing `key=value` fields are options (`out=`, `checksum=`); the rest of the line, with
+    its inner spaces, is the URL."""
+    text = line.strip()
+    if not text or text.startswith("#"):
         return None
-    url, extras = fields[0], fields[1:]
+    match = _LINE.fullmatch(text)
+    assert match is not None  # the pattern matches any text
+    url, extras = match.group("url"), match.group("options").split()
     name: str | None = None
     checksum: Checksum | None = None
     try:
         for extra in extras:
-            key, eq, value = extra.partition("=")
-            if key == "out" and eq:
+            key, _, value = extra.partition("=")
+            if key == "out":
                 name = safe_name(value)
                 if name is None:
                     raise UsageError(f"unusable out= name {printable(value)!r}")
-            elif key == "checksum" and eq:
+            elif key == "checksum":
                 checksum = Checksum.parse(value)
             else:
                 raise UsageError(f"unknown option {printable(extra)!r}")
@@ -102,7 +112,9 @@ class InputFile:
             await self._stream.close()
 
     async def _lines(self) -> AsyncIterator[str]:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # utf-8-sig: a byte order mark (an editor on Windows) is not part of the first URL;
+        # CRLF line ends go with the line's surrounding whitespace.
+        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
         pending = ""
         while block := await self._read():
             lines = (pending + decoder.decode(block)).split("\n")

@@ -80,6 +80,7 @@ class Options:
     verify_tls: bool = True
     ca_certificate: Path | None = None
     limit_rate: float | None = None
+    lowest_speed: float | None = None
     max_filesize: int | None = None
     split: int = 1
     compute_sha256: bool = False
@@ -101,10 +102,10 @@ class Options:
             _flag(name, getattr(self, name))
         _flag("compute_sha256", self.compute_sha256)
         _flag("raise_errors", self.raise_errors)
-        for name in ("timeout", "connect_timeout", "limit_rate"):
+        for name in ("timeout", "connect_timeout", "limit_rate", "lowest_speed"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or not value > 0):
-                unit = "bytes/s" if name == "limit_rate" else "seconds"
+                unit = "bytes/s" if name in ("limit_rate", "lowest_speed") else "seconds"
                 raise UsageError(f"{name} must be a positive number of {unit}, got {value!r}")
             if value == math.inf:
                 set_(self, name, None)  # `inf` is "no limit", which aiohttp spells None

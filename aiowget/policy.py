@@ -58,13 +58,17 @@ SUPPORTED_SCHEMES = frozenset({"http", "https"})
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 _AUTHENTICATION_STATUSES = frozenset({401, 407})
-_UNSAFE_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
+# Controls are refused anywhere; a space only in the host part (a pasted `http://h/a b` is
+# fetched as /a%20b: aiohttp percent-encodes spaces and non-ASCII as UTF-8).
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 def check_url(url: str) -> str:
     """`url` if it can be fetched, else `InvalidURLError` naming what is wrong with it."""
     if not url or _UNSAFE_IN_URL.search(url):
-        raise _invalid(url, "empty, or contains spaces or controls")
+        raise _invalid(url, "empty, or contains control characters")
+    if url != url.strip():
+        raise _invalid(url, "a space before or after it")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -76,6 +80,8 @@ def check_url(url: str) -> str:
         raise InvalidURLError(f"unsupported scheme {scheme!r} in {shown!r} (http and https only)")
     if not parts.hostname:
         raise _invalid(url, "no host")
+    if any(c.isspace() for c in parts.netloc):
+        raise _invalid(url, "a space in the host")
     if port == 0:
         raise _invalid(url, "port 0")
     return url
@@ -218,8 +224,9 @@ def is_retryable(error: AiowgetError) -> bool:
 
 
 def backoff(attempt: int, base: float, cap: float, draw: float) -> float:
-    """Exponential backoff with full jitter: `draw` (uniform in [0, 1)) of the capped window."""
-    return draw * min(cap, base * 2.0**attempt)
+    """Exponential backoff with full jitter: `draw` (uniform in [0, 1)) of the capped window.
+    The exponent is capped first: `-t 100000` must not overflow a float."""
+    return draw * min(cap, base * 2.0 ** min(attempt, 64))
 
 
 def retry_delay(
@@ -438,6 +445,14 @@ def parse_rate(text: str) -> float:
     return _parse_amount(text, "rate")
 
 
+def format_rate(rate: float) -> str:
+    """Bytes/s as `--limit-rate` and `--lowest-speed` take them: `50k/s`, `1.5M/s`."""
+    for unit, size in (("G", 1024**3), ("M", 1024**2), ("k", 1024)):
+        if rate >= size:
+            return f"{rate / size:g}{unit}/s"
+    return f"{rate:g} bytes/s"
+
+
 def parse_size(text: str) -> int:
     """`10M`, `1.5G` or plain bytes (k = 1024)."""
     return int(_parse_amount(text, "size"))
@@ -448,6 +463,33 @@ def _parse_amount(text: str, what: str) -> float:
     if match is None or float(match.group(1)) <= 0:
         raise UsageError(f"{what} {printable(text)!r} is not a positive amount like 500k or 2M")
     return float(match.group(1)) * _RATE_UNITS[match.group(2).lower()]
+
+
+@dataclass
+class SpeedFloor:
+    """`--lowest-speed`: too slow when the bytes of the last `window` seconds, averaged, stay
+    below `rate` (bytes/s). Judged once a whole window has passed since the first mark (the
+    start, with the bytes already there); the clock is passed in: the arithmetic stays pure.
+    Marks are kept about `window / 16` apart, so a fast transfer keeps a few dozen of them."""
+
+    rate: float
+    window: float
+    marks: list[tuple[float, int]]  # (time, bytes so far), oldest first; marks[0] the start
+
+    @classmethod
+    def starting(cls, rate: float, window: float, now: float, received: int) -> SpeedFloor:
+        return cls(rate, window, [(now, received)])
+
+    def too_slow(self, received: int, now: float) -> bool:
+        marks = self.marks
+        if now - marks[-1][0] >= self.window / 16:
+            marks.append((now, received))
+        while len(marks) > 1 and marks[1][0] <= now - self.window:
+            del marks[0]  # marks[0] stays the last one at or before the window's start
+        since, then = marks[0]
+        if now - since < self.window:
+            return False
+        return (received - then) / (now - since) < self.rate
 
 
 @dataclass

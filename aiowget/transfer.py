@@ -29,6 +29,7 @@ from .errors import (
     AiowgetError,
     ChecksumError,
     ContentTooShortError,
+    DownloadTimeoutError,
     FileTooLargeError,
     ProtocolError,
     UsageError,
@@ -53,12 +54,14 @@ from .models import (
 from .policy import (
     Action,
     Hop,
+    SpeedFloor,
     basic_authorization,
     can_resume,
     check_complete,
     check_url,
     expected_length,
     first_hop,
+    format_rate,
     is_redirect,
     is_retryable,
     judge,
@@ -75,7 +78,7 @@ from .policy import (
 from .segments import FileChanged, fetch_segments
 from .storage import Found, PartFile, Sink, StreamSink, exists, uninterrupted
 
-__all__ = ["Context", "transfer"]
+__all__ = ["Context", "HeaderDeadline", "transfer"]
 
 # Network chunks are gathered into writes of about this size: every aiofiles call is a hop to
 # a worker thread, and small writes cost more in hops than in bytes (NOTES-aiohttp.md).
@@ -89,6 +92,10 @@ LOCK_POLL = 0.25
 DUPLICATE = "duplicate URL, fetched once"
 RENAMED = "saved under a new name:"
 _LIMITED_READ = 1 << 16
+# aiohttp rounds timeouts of this many seconds or more up to a whole second: never.
+_NEVER_ROUNDED = float("inf")
+# The window of --lowest-speed when -T is infinite.
+_LOWEST_SPEED_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,9 @@ class Context:
     throttle: Callable[[int], Awaitable[None]] | None = None
     ssl: ssl.SSLContext | bool = True
     proxy_for: Callable[[str], str | None] = lambda url: None
+    # aiowget's own session: it traces when a request is sent (the header deadline starts
+    # then) and makes no hidden second request after a disconnect.
+    traced: bool = False
     # The directories whose working folder was used: removed at the end if left empty.
     work_dirs: set[Path] = field(default_factory=set)
     # Those whose working folder was found to be ours (not a symlink, not another user's).
@@ -206,6 +216,8 @@ class _Transfer:
         self.digest = _Digest(job.checksum, self.options.compute_sha256) if wanted else None
         self.progress_at = 0.0
         self.said: set[str] = set()  # notices given once per transfer
+        self.floor: SpeedFloor | None = None  # --lowest-speed, from the first byte of a try
+        self.flow = 0  # bytes that arrived since the floor was set
 
     def result(self, outcome: Outcome, started: float, error: AiowgetError | None = None) -> Result:
         return Result(
@@ -358,6 +370,7 @@ class _Transfer:
         """One retry budget per transfer, whole-file requests and segments alike: raise
         `error` when it is not transient or the budget is spent, else wait before the retry."""
         self.failures += 1
+        self.floor = None  # a retry's speed is judged on its own bytes
         if self.failures > self.options.retries or not is_retryable(error):
             raise error
         await self._pause(self.failures - 1, error)
@@ -451,9 +464,24 @@ class _Transfer:
             await self.ctx.emit(Progress(self.job.url, received, total))
 
     async def pace(self, arrived: int) -> None:
-        """Hold to the rate limit."""
+        """Hold to the rate limit; fail (as a timeout) below `--lowest-speed`."""
         if self.ctx.throttle is not None:
             await self.ctx.throttle(arrived)
+        rate = self.options.lowest_speed
+        if rate is None:
+            return
+        now = time.monotonic()
+        self.flow += arrived
+        if self.floor is None:
+            window = self.options.timeout or _LOWEST_SPEED_WINDOW
+            self.floor = SpeedFloor.starting(rate, window, now, 0)
+            self.flow = arrived
+        elif self.floor.too_slow(self.flow, now):
+            self.floor = None  # the retry gets a window of its own
+            raise DownloadTimeoutError(
+                f"slower than the lowest speed ({format_rate(rate)}) "
+                f"for {self.options.timeout or _LOWEST_SPEED_WINDOW:g} s"
+            )
 
     def _check(
         self, response: aiohttp.ClientResponse, offset: int, state: PartState | None
@@ -487,7 +515,14 @@ class _Transfer:
         """A body of at most one write: read it whole, verify it, then one hop to disk."""
         await self._announce(total)
         try:
-            data = await response.content.read()
+            data: bytes | bytearray
+            if self.options.lowest_speed is None:
+                data = await response.content.read()
+            else:  # chunk by chunk, for the speed floor (a tarpit has a small body too)
+                data = bytearray()
+                async for chunk in response.content.iter_any():
+                    data += chunk
+                    await self.pace(len(chunk))
         except aiohttp.ClientPayloadError:
             raise ContentTooShortError(None, total) from None
         check_complete(len(data), total)
@@ -586,8 +621,18 @@ class _Transfer:
 
     async def _request(self, hop: Hop, extra: dict[str, str]) -> aiohttp.ClientResponse:
         options = self.options
+        deadline = HeaderDeadline(options.timeout, options.connect_timeout, self.ctx.traced)
+        async with deadline:
+            return await self._send(hop, extra, deadline)
+
+    async def _send(
+        self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
+    ) -> aiohttp.ClientResponse:
+        options = self.options
         return await self.ctx.session.get(
-            hop.url,
+            # A pasted space is %20 everywhere, as wget and browsers send it (yarl would make
+            # it `+` in a query); non-ASCII is percent-encoded as UTF-8 by yarl.
+            hop.url.replace(" ", "%20"),
             headers=self._headers(hop.url, extra, hop),
             proxy=self.ctx.proxy_for(hop.url),
             ssl=self.ctx.ssl,
@@ -596,9 +641,61 @@ class _Transfer:
             raise_for_status=False,  # statuses are aiowget's to judge, whatever the session says
             # No total timeout: a long but steady transfer must never be cut (aiohttp #2249).
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=options.connect_timeout, sock_read=options.timeout
+                total=None,
+                sock_connect=options.connect_timeout,
+                sock_read=options.timeout,
+                ceil_threshold=_NEVER_ROUNDED,  # `--connect-timeout 7` means 7, not up to 8
             ),
+            trace_request_ctx=deadline,  # started by the session's trace when the request is sent
         )
+
+
+class HeaderDeadline:
+    """The status line and headers within `-T` seconds of the request being sent: a deadline,
+    not a silence timer, so a server trickling its headers a byte at a time cannot hold a
+    transfer. With aiowget's own session a trace says when the request went out; with a
+    caller's session (no trace of ours) the deadline also covers the connect timeout.
+
+    Written for Python 3.10 too (no `asyncio.timeout`): the task is cancelled at the deadline
+    and the cancellation turned into `DownloadTimeoutError` on the way out."""
+
+    def __init__(self, seconds: float | None, connect: float | None, traced: bool) -> None:
+        self._seconds = seconds
+        self._slack = None if traced or seconds is None else (connect or 0.0) + seconds
+        self._task: asyncio.Task[object] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    async def __aenter__(self) -> HeaderDeadline:
+        self._task = asyncio.current_task()
+        if self._slack is not None:
+            self._arm(self._slack)
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._expired and kind is asyncio.CancelledError:
+            uncancel = getattr(self._task, "uncancel", None)
+            if uncancel is None or uncancel() == 0:  # cancelled by us alone
+                raise DownloadTimeoutError(
+                    f"no response headers within {self._seconds:g} s"
+                ) from None
+
+    def sent(self) -> None:
+        """The request went out (a trace callback): the deadline runs from now."""
+        if self._seconds is not None and self._task is not None and not self._expired:
+            self._arm(self._seconds)
+
+    def _arm(self, seconds: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        assert self._task is not None
+        self._expired = True
+        self._task.cancel()
 
 
 def _total(response: aiohttp.ClientResponse) -> int | None:
@@ -637,7 +734,7 @@ class _Digest:
             await sink.hash_into(self, self.covered)
             self.covered = sink.offset
 
-    def catch_up_now(self, data: bytes) -> None:
+    def catch_up_now(self, data: bytes | bytearray) -> None:
         """Hash a whole body at once (a small one: in the event loop)."""
         self.restart()
         self.update_now(data)

@@ -22,6 +22,9 @@ from aiowget.models import Job
         ("  http://e.com/a  \r", Job("http://e.com/a")),
         ("http://e.com/a out=x.bin", Job("http://e.com/a", name="x.bin")),
         ("http://e.com/a out=../../x", Job("http://e.com/a", name="..%2F..%2Fx")),
+        # As people paste them: spaces inside the URL, a BOM-less CRLF end.
+        ("http://e.com/a b.txt out=c.txt\r", Job("http://e.com/a b.txt", name="c.txt")),
+        ("http://e.com/two  spaces", Job("http://e.com/two  spaces")),
     ],
 )
 def test_parse_line(line: str, job: Job | None) -> None:
@@ -33,7 +36,7 @@ def test_parse_line(line: str, job: Job | None) -> None:
     [
         ("http://e.com/a colour=red", "line 7: unknown option 'colour=red'"),
         ("http://e.com/a out=..", "line 7: unusable out= name '..'"),
-        ("http://e.com/a out", "line 7: unknown option 'out'"),
+        ("http://e.com/a checksum=md5", "line 7: checksum 'md5': expected 32 hex digits for md5"),
     ],
 )
 def test_unusable_lines_become_failing_jobs(line: str, reason: str) -> None:

@@ -60,6 +60,13 @@ def test_check_url_accepts(url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "url", ["http://e.com/a b", "http://e.com/caf\u00e9?q=\u00e9 t", "http://b\u00fccher.example/"]
+)
+def test_spaces_and_non_ascii_in_a_path_or_query_and_idn_hosts_are_fine(url: str) -> None:
+    assert check_url(url) == url  # aiohttp percent-encodes them (UTF-8) and punycodes the host
+
+
+@pytest.mark.parametrize(
     ("url", "reason"),
     [
         ("ftp://e.com/f", "unsupported scheme 'ftp'"),
@@ -68,9 +75,11 @@ def test_check_url_accepts(url: str) -> None:
         ("http:///path", "no host"),
         ("http://e.com:99999/", "Port out of range"),
         ("http://e.com:0/", "port 0"),
-        ("http://e.com/a b", "spaces or controls"),
-        (" http://e.com/", "spaces or controls"),
-        ("http://e.com/\x1b[2J", "spaces or controls"),
+        ("http://e .com/a", "a space in the host"),
+        (" http://e.com/", "space before or after"),
+        ("http://e.com/ ", "space before or after"),
+        ("http://e.com/\x1b[2J", "control characters"),
+        ("http://e.com/a\tb", "control characters"),
         ("http://u:hunter2@e.com:x/", "Port could not be cast"),
     ],
 )
