@@ -190,6 +190,14 @@ def command(
         str | None,
         typer.Option("--max-filesize", metavar="SIZE", help="Refuse bodies larger than SIZE."),
     ] = None,
+    fsync: Annotated[
+        bool,
+        typer.Option(
+            "--fsync",
+            help="Flush each file to the disk before its rename, and the folder after it, "
+            "so a power cut leaves no empty or partial file under a final name.",
+        ),
+    ] = False,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -238,6 +246,7 @@ def command(
             max_filesize=None if max_filesize is None else parse_size(max_filesize),
             split=split,
             compute_sha256=json_output,
+            fsync=fsync,
         )
         _check_sources(urls, input_file, output, checksum)
         _check_standard_streams(input_file, output, json_output)

@@ -85,6 +85,7 @@ class Options:
     split: int = 1
     compute_sha256: bool = False
     raise_errors: bool = False
+    fsync: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize once, here
@@ -102,6 +103,7 @@ class Options:
             _flag(name, getattr(self, name))
         _flag("compute_sha256", self.compute_sha256)
         _flag("raise_errors", self.raise_errors)
+        _flag("fsync", self.fsync)
         for name in ("timeout", "connect_timeout", "limit_rate", "lowest_speed"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or not value > 0):

@@ -115,8 +115,9 @@ class Claim:
 class PartFile:
     """The locked `.part` (and sidecar) of one final path, from `claim` to `commit`/`release`."""
 
-    def __init__(self, path: Path, claim: Claim) -> None:
+    def __init__(self, path: Path, claim: Claim, durable: bool = False) -> None:
         self.path = path
+        self.durable = durable  # --fsync: the bytes, then the rename, on disk before commit ends
         self.part = part_path(path)
         self.meta = self.part.with_name(path.name + META_SUFFIX)
         self.there = claim.there
@@ -128,7 +129,14 @@ class PartFile:
 
     @classmethod
     async def claim(
-        cls, path: Path, url: str, *, resume: bool, skip_if_there: bool, checked: bool = False
+        cls,
+        path: Path,
+        url: str,
+        *,
+        resume: bool,
+        skip_if_there: bool,
+        checked: bool = False,
+        durable: bool = False,
     ) -> PartFile | Found:
         """Lock the `.part` of `path` and look at the disk, in one hop.
 
@@ -146,7 +154,7 @@ class PartFile:
             if cancelled:
                 raise asyncio.CancelledError
             return claim
-        sink = cls(path, claim)
+        sink = cls(path, claim, durable)
         if cancelled:  # unlocked at once; an empty .part made just now is not left behind
             await sink.release(keep=claim.state is not None)
             raise asyncio.CancelledError
@@ -177,7 +185,7 @@ class PartFile:
         await self._close_writer()
         fd, self._fd = self._locked(), None
         self.offset, self.state, self._committed = len(data), state, True
-        await self._hop(_write_whole, fd, self.part, self.path, self.meta, data)
+        await self._hop(_write_whole, fd, self.part, self.path, self.meta, data, self.durable)
 
     async def begin_split(self, state: PartState, fresh: bool) -> None:
         """Ready for writes at any offset: a `.part` of the total size, emptied first when
@@ -192,7 +200,10 @@ class PartFile:
         await self._hop(_write_all_at, self._locked(), data, offset)
 
     async def save(self, state: PartState) -> None:
-        """Record `state` in the sidecar (atomically); only after the bytes it counts."""
+        """Record `state` in the sidecar (atomically); only after the bytes it counts (on the
+        disk too, with `durable`)."""
+        if self.durable:
+            await self._hop(os.fsync, self._locked())
         await self._hop(_write_meta, self.meta, state)
         self.state = state
 
@@ -219,7 +230,7 @@ class PartFile:
         fd, self._fd = self._locked(), None
         self._committed = True
         # Replaces whatever is at the final name, a planted symlink included: never follows it.
-        await self._hop(_commit, fd, self.part, self.path, self.meta)
+        await self._hop(_commit, fd, self.part, self.path, self.meta, self.durable)
 
     async def release(self, keep: bool) -> None:
         """Unlock; keep the .part and sidecar for a later resume, or remove both first."""
@@ -545,20 +556,26 @@ def _write_all_at(fd: int, data: bytes | bytearray, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _write_whole(fd: int, part: Path, final: Path, meta: Path, data: bytes | bytearray) -> None:
+def _write_whole(
+    fd: int, part: Path, final: Path, meta: Path, data: bytes | bytearray, durable: bool
+) -> None:
     try:
         os.ftruncate(fd, 0)
         _write_all_at(fd, data, 0)
     except BaseException:
         _release(fd, part, meta, keep=False)
         raise
-    _commit(fd, part, final, meta)
+    _commit(fd, part, final, meta, durable)
 
 
-def _commit(fd: int, part: Path, final: Path, meta: Path) -> None:
+def _commit(fd: int, part: Path, final: Path, meta: Path, durable: bool) -> None:
     """Rename the whole `.part` into place, then unlock. The sidecar goes first: once the
-    name is free, another run may claim a new `.part` and write a sidecar of its own."""
+    name is free, another run may claim a new `.part` and write a sidecar of its own.
+    `durable` (`--fsync`): the file's bytes reach the disk before the rename, and the folder
+    (the rename itself) after it, so a power cut leaves the old name or the whole new file."""
     try:
+        if durable:
+            os.fsync(fd)
         with suppress(FileNotFoundError):
             os.unlink(meta)
         try:
@@ -566,6 +583,16 @@ def _commit(fd: int, part: Path, final: Path, meta: Path) -> None:
         except IsADirectoryError:
             os.unlink(part)  # whole, but nowhere to go: not kept as if it could be resumed
             raise LocalIOError(f"cannot save {final}: it is a directory") from None
+        if durable:
+            _fsync_folder(final.parent)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -311,6 +311,7 @@ class _Transfer:
                 resume=self.options.continue_partial,
                 skip_if_there=if_exists is IfExists.SKIP,
                 checked=path.parent in self.ctx.checked_dirs,
+                durable=self.options.fsync,
             )
             if isinstance(found, PartFile):
                 self.ctx.checked_dirs.add(path.parent)

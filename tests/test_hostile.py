@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -238,3 +239,42 @@ async def test_an_idn_host_is_asked_for_in_punycode(
     assert result.exit_code == 0, result.stderr
     assert asked == ["http://xn--bcher-kva.example/f"]
     assert files_in(tmp_path) == ["b\u00fccher.example__f"]
+
+
+# --fsync -----------------------------------------------------------------------------------
+
+COUNT_FSYNC = """
+import os, sys
+calls = []
+fsync = os.fsync
+def counted(fd):
+    calls.append(os.path.isdir(f"/proc/self/fd/{fd}"))
+    fsync(fd)
+os.fsync = counted
+exit_now = os._exit
+def report(status):
+    print(f"fsync files={calls.count(False)} folders={calls.count(True)}", file=sys.stderr)
+    exit_now(status)
+os._exit = report
+sys.argv = ["aiowget", *sys.argv[1:]]
+from aiowget.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], "files=0 folders=0"),
+                                                (["--fsync"], "files=2 folders=2")])  # fmt: skip
+async def test_fsync_flushes_each_file_before_its_rename_and_the_folder_after(
+    serve: ServeFactory, tmp_path: Path, flag: list[str], expected: str
+) -> None:
+    server = await serve({"/small": static(b"s" * 100), "/large": static(body(3 << 20))})
+    urls = [server.url("/small"), server.url("/large")]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", COUNT_FSYNC, *flag, "-P", str(tmp_path), *urls,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), LIMIT)
+
+    assert process.returncode == 0, stderr.decode()
+    assert f"fsync {expected}" in stderr.decode()
+    assert files_in(tmp_path) == sorted(flat_name(u) for u in urls)
