@@ -1,12 +1,14 @@
 """The command line: flags -> `Options`, `asyncio.run`, exit status. Nothing else."""
 
 import asyncio
+import dataclasses
 import functools
 import importlib.util
 import itertools
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -457,6 +459,14 @@ async def _run(
                 result = await downloader.download_to_stream(given[0], sys.stdout.buffer)
                 if isinstance(result.error, OutputClosedError):
                     raise result.error  # `-O - | head`: the reader has what it wanted
+            elif output is not None and _is_device(output):
+                # `-O /dev/null`, a FIFO: written to as a stream, never replaced by a file.
+                stream = await asyncio.to_thread(open, output, "wb")
+                try:
+                    named = dataclasses.replace(given[0], path=Path(output))  # for the lines
+                    result = await downloader.download_to_stream(named, stream)
+                finally:
+                    await asyncio.to_thread(stream.close)
             elif output is not None:
                 await downloader.download_one(given[0], output)
             else:
@@ -469,6 +479,15 @@ async def _run(
         await reporter.summarize()
         status = reporter.tally.exit_status
     return _with_output(reporter, status)
+
+
+def _is_device(path: str) -> bool:
+    """A character device or a FIFO (`/dev/null`, `/dev/stdout`, `mkfifo`), links followed."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 def _with_output(reporter: ConsoleReporter, status: ExitStatus) -> ExitStatus:

@@ -33,6 +33,7 @@ import hashlib
 import itertools
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -43,7 +44,7 @@ import aiofiles
 import aiofiles.os
 
 from .downloader import Downloader
-from .errors import AiowgetError, ExitStatus, UsageError, combine_exit_statuses
+from .errors import AiowgetError, ExitStatus, LocalIOError, UsageError, combine_exit_statuses
 from .inputfile import InputFile
 from .models import Outcome, Result
 from .storage import work_dir_ready
@@ -126,7 +127,7 @@ def plan_shards(source: Iterable[str] | str | os.PathLike[str], directory: Path,
     directory.mkdir(parents=True, exist_ok=True)
     work_dir_ready(directory / STATE)  # before a byte is read from it or written to it
     if plan.exists():
-        return _check_plan(json.loads(plan.read_text()), source, directory, size)
+        return _check_plan(_read_state(plan), source, directory, size)
     count, digest = 0, hashlib.sha256()
     with _lines(source) as lines:
         for count, batch in enumerate(_batches(_hashed(lines, digest), size), start=1):
@@ -205,9 +206,31 @@ def run_shard(
     work_dir_ready(paths.directory / STATE)
     with _owning(paths, on_wait):
         if paths.status.exists():
-            summary: dict[str, Any] = json.loads(paths.status.read_text())
-            return summary
+            return _read_state(paths.status)
         return asyncio.run(_run_shard(paths, dict(options or {})))
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """A JSON state file of ours: never through a symlink, never waiting on a FIFO; one that is
+    damaged (cut by a full disk, edited) is `LocalIOError` naming it, not a traceback."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError("not a regular file")
+            with os.fdopen(os.dup(fd), "rb") as file:
+                record = json.loads(file.read(_STATE_LIMIT))
+        finally:
+            os.close(fd)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LocalIOError(f"{path} is damaged ({reason}): remove it to redo its part") from None
+    return record
+
+
+_STATE_LIMIT = 1 << 20  # bytes: a state file is a few hundred
 
 
 @contextmanager
@@ -329,7 +352,7 @@ def download(
     for shard in range(report.shards):
         status = ShardPaths(target, shard).status
         if status.exists():
-            report.add(json.loads(status.read_text()))
+            report.add(_read_state(status))
         else:
             pending.append(shard)
     with _connected(client, address) as dask:

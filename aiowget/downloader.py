@@ -35,7 +35,7 @@ import aiohttp
 import yarl
 
 from .errors import UsageError
-from .models import Event, Job, Options, Result, Results, path_option
+from .models import Event, Job, Options, Result, Results, checked_proxy, path_option
 from .naming import NameRegistry
 from .policy import TokenBucket, bypasses_proxy
 from .storage import ensure_directory, remove_empty_work_dirs
@@ -111,6 +111,7 @@ class Downloader:
         if self._given_session is not None and self._given_session.closed:
             raise UsageError("the session given to the Downloader is closed")
         tls = await _tls(options)
+        proxy_for = _proxy_chooser(options.proxy)  # may refuse a *_proxy variable: first
         session = self._given_session or _new_session()
         self._context = Context(
             session=session,
@@ -122,7 +123,7 @@ class Downloader:
             emit=self._emit,
             throttle=_RateLimit(options.limit_rate) if options.limit_rate else None,
             ssl=tls,
-            proxy_for=_proxy_chooser(options.proxy),
+            proxy_for=proxy_for,
             traced=self._given_session is None,
         )
         return self
@@ -459,6 +460,9 @@ def _proxy_chooser(explicit: str | None) -> Callable[[str], str | None]:
         return lambda url: explicit
     proxies = urllib.request.getproxies_environment()
     exempt = proxies.pop("no", "")
+    # Checked once, up front, like --proxy: a bad one is one error naming its variable
+    # (password masked), not a failure per URL quoting it.
+    proxies = {scheme: checked_proxy(url, f"{scheme}_proxy") for scheme, url in proxies.items()}
 
     def choose(url: str) -> str | None:
         if not proxies or bypasses_proxy(url, exempt):

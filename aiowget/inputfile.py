@@ -36,14 +36,15 @@ _READ_SIZE = 1 << 16
 
 
 # A line: the URL (spaces inside it kept: `http://h/a b` is fetched as /a%20b), then options.
-_LINE = re.compile(r"(?P<url>.*?)(?P<options>(?:\s+[A-Za-z][A-Za-z0-9_-]*=\S*)*)\s*")
+# Trailing `key=value` fields with no `@` (a password with a space may look like `k=v@host`).
+_LINE = re.compile(r"(?P<url>.*?)(?P<options>(?:\s+[A-Za-z][A-Za-z0-9_-]*=[^\s@]*)*)\s*")
 
 
 def parse_line(line: str, lineno: int) -> Job | None:
     """The job a line of an input file asks for, or None for blank lines and comments.
 
-    Trailing `key=value` fields are options (`out=`, `checksum=`); the rest of the line, with
-    its inner spaces, is the URL."""
+    Trailing `key=value` fields are options (`out=`, `checksum=`; another key is an error);
+    the rest of the line, with its inner spaces, is the URL."""
     text = line.strip()
     if not text or text.startswith("#"):
         return None

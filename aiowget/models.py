@@ -203,20 +203,29 @@ def _auth(auth: object) -> tuple[str, str] | None:
     return user, password
 
 
-def _proxy(proxy: object) -> str:
+def _proxy(proxy: object, name: str = "proxy") -> str:
+    """An http(s) proxy URL (`host:port` alone means `http://host:port`, as for curl)."""
     if not isinstance(proxy, str):
-        raise UsageError(f"proxy must be a URL, got {type(proxy).__name__}")
+        raise UsageError(f"{name} must be a URL, got {type(proxy).__name__}")
+    proxy = proxy.strip()
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"
     try:
         parts = urlsplit(proxy)
-        host = parts.hostname
+        host, _ = parts.hostname, parts.port
     except ValueError:
         host = None
     else:
         if parts.scheme.lower() not in ("http", "https"):
             host = None
-    if not host:
-        raise UsageError(f"proxy {redact_url(proxy)!r} is not an http:// or https:// URL")
+    if not host or any(c.isspace() for c in proxy):
+        raise UsageError(f"{name} {redact_url(proxy)!r} is not an http:// or https:// URL")
     return proxy
+
+
+def checked_proxy(proxy: str, name: str) -> str:
+    """`proxy` (from the environment, `name`) as `Options.proxy` is checked: `UsageError`."""
+    return _proxy(proxy, name)
 
 
 CHECKSUM_ALGORITHMS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}

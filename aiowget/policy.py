@@ -117,10 +117,11 @@ def first_hop(url: str) -> Hop:
 def next_hop(hop: Hop, location: str) -> Hop:
     """Where `Location` leads from `hop`; `ProtocolError` unless it is a usable http(s) URL.
     Leaving the first origin drops its credentials for the rest of the chain."""
-    target = urljoin(hop.url, location.strip())
+    target = location.strip()
     try:
+        target = urljoin(hop.url, target)
         check_url(target)
-    except InvalidURLError:
+    except (InvalidURLError, ValueError):
         shown = shorten(redact_url(target))
         raise ProtocolError(f"redirect to an unusable URL {shown!r}") from None
     credentials = hop.credentials
@@ -135,6 +136,12 @@ def next_hop(hop: Hop, location: str) -> Hop:
 
 def without_credentials(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+
+
+def proxy_url(proxy: str) -> str:
+    """A proxy as curl reads it: with no scheme, `http://`."""
+    proxy = proxy.strip()
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def bypasses_proxy(url: str, no_proxy: str) -> bool:
@@ -427,7 +434,9 @@ def parse_header(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
     name, value = name.strip(), value.strip()
     if not colon or not HEADER_NAME.match(name):
-        raise UsageError(f"header {printable(text)!r} is not 'Name: value'")
+        # Not the text itself: `-H "Authorization Bearer TOKEN"` must not print the token.
+        first = printable(text.split(None, 1)[0] if text.strip() else text)
+        raise UsageError(f"header {shorten(first, 40)!r}...: expected 'Name: value'")
     if any(c in value for c in "\r\n\0"):
         raise UsageError(f"header {name!r} has a line break or NUL in its value")
     return name, value

@@ -50,10 +50,11 @@ def redact_url(url: str) -> str:
     """`url` with its credentials masked, for messages and reports; printable.
 
     Found without parsing the URL (a URL that no parser accepts is shown too): whatever sits
-    between `scheme://` and the last `@` before the path is user information. `user:pw`
+    between the scheme (`http://`, but also `http:/`, `//`, a full-width colon, or none) and
+    the last `@` before the path is user information, quotes, spaces and all. `user:pw`
     becomes `user:***`; a lone user name, often a token (`https://TOKEN@host/`), becomes `***`.
     """
-    return printable(redact_urls(url))
+    return printable(_USERINFO.sub(_masked, redact_urls(url), count=1))
 
 
 def shown_url(url: str) -> str:
@@ -61,8 +62,12 @@ def shown_url(url: str) -> str:
     return shorten(redact_url(url))
 
 
-# scheme://, then the user information: up to the last `@` before the path, a space or a quote.
-_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s'\"]*)@")
+# In a string known to be a URL: an optional scheme, then up to the last `@` before a `/`.
+_USERINFO = re.compile(r"\A((?:[^/@:\uff1a]*[:\uff1a])?/{0,2})([^/]*)@(?=[^/@]*(?:/|\Z))")
+
+# In free text (a library's error message): scheme://, then up to the last `@` before the
+# path or a space.
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s]*)@")
 
 
 # A password holding a raw `/` (`user:pa/ss@host`): a colon not followed by a port.
@@ -79,17 +84,19 @@ def redact_urls(text: str) -> str:
 def scrub(text: str, url: str) -> str:
     """`text` (a parser's complaint about `url`) with `url`'s secrets masked wherever they
     appear, quoted alone or inside a netloc."""
-    for pattern in (_CREDENTIALS, _SLASHED_PASSWORD):
+    for pattern in (_USERINFO, _CREDENTIALS, _SLASHED_PASSWORD):
         for match in pattern.finditer(url):
             user, colon, password = match.group(2).partition(":")
             secret = password if colon else user
             # A parser stops a password at `?`, `#` or `/`: its complaint quotes that part.
             for part in (secret, re.split(r"[?#/]", secret)[0]):
-                if part:
+                if part and part != "***":
                     text = text.replace(part, "***")
     return redact_urls(text)
 
 
 def _masked(match: re.Match[str]) -> str:
     user, colon, _ = match.group(2).partition(":")
+    if user == "***" or (colon and _ == "***"):
+        return match.group(0)  # masked already
     return f"{match.group(1)}{user}:***@" if colon else f"{match.group(1)}***@"

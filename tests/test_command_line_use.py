@@ -472,3 +472,14 @@ async def test_o_at_a_symlink_to_a_directory_with_a_slash_is_that_directory(
     assert "it is a directory" in result.stderr
     assert (tmp_path / "link").is_symlink()
     assert files_in(tmp_path) == ["dir", "link"]
+
+
+async def test_o_at_dev_null_or_a_fifo_writes_to_it_and_never_replaces_it(
+    files_server: Server, tmp_path: Path
+) -> None:
+    result = await run_process("-O", "/dev/null", files_server.url("/files/f1.bin"), limit=LIMIT)
+
+    assert result.exit_code == 0, result.stderr
+    assert "saving" in result.stderr
+    assert "to /dev/null" in result.stderr
+    assert Path("/dev/null").is_char_device()

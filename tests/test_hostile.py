@@ -215,7 +215,8 @@ async def test_spaces_and_non_ascii_in_urls_are_percent_encoded_as_utf8(
     from_file = await run_cli("-P", tmp_path / "d", "-i", listing)
 
     assert (given.exit_code, from_file.exit_code) == (0, 0), given.stderr + from_file.stderr
-    assert raw_paths == ["/a%20b.txt", "/caf%C3%A9?q=%C3%A9%20t", "/a%20b.txt"]
+    assert sorted(raw_paths[:2]) == ["/a%20b.txt", "/caf%C3%A9?q=%C3%A9%20t"]  # fetched at once
+    assert raw_paths[2:] == ["/a%20b.txt"]
     host = flat_name(server.url("/")).rstrip("_")
     assert files_in(tmp_path / "d") == sorted(
         [f"{host}__a b.txt", f"{host}__caf\u00e9", "from-file.txt"]

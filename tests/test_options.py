@@ -47,7 +47,7 @@ async def test_malformed_header_is_a_usage_error(header: str) -> None:
     result = await run_cli("-H", header, "http://127.0.0.1/x")
 
     assert result.exit_code == 2
-    assert "is not 'Name: value'" in result.stderr
+    assert "expected 'Name: value'" in result.stderr
 
 
 def basic(user: str, password: str) -> str:

@@ -487,9 +487,9 @@ def test_parse_header(text: str, pair: tuple[str, str]) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("no colon", "is not 'Name: value'"),
-        ("bad name: x", "is not 'Name: value'"),
-        (": x", "is not 'Name: value'"),
+        ("no colon", "expected 'Name: value'"),
+        ("bad name: x", "expected 'Name: value'"),
+        (": x", "expected 'Name: value'"),
         ("X-A: one\rtwo", "line break or NUL"),
         ("X-A: one\ntwo", "line break or NUL"),
         ("X-A: one\0two", "line break or NUL"),

@@ -17,7 +17,7 @@ import trustme
 from aiohttp import web
 from aiohttp.pytest_plugin import AiohttpServer
 
-from aiowget.errors import InvalidURLError
+from aiowget.errors import InvalidURLError, LocalIOError
 from aiowget.naming import flat_name
 from aiowget.policy import bypasses_proxy, check_url
 from aiowget.text import redact_url, scrub
@@ -42,6 +42,17 @@ ROOT = Path(__file__).resolve().parent.parent
         ("https://host/a@b", "https://host/a@b"),
         ("http://host:8080/x?mail=a@b", "http://host:8080/x?mail=a@b"),
         ("http://u:S3CRET@h:1/x?y=a@b", "http://u:***@h:1/x?y=a@b"),
+        # Found by a tester: quotes, spaces, odd schemes, an @ in the password.
+        ("http://user:S3CRET'pw@127.0.0.1:8/x", "http://user:***@127.0.0.1:8/x"),
+        ('http://tok"S3CRET@h/y', "http://***@h/y"),
+        ("http://user:my S3CRET@h/", "http://user:***@h/"),
+        ("http://user:a\u2028S3CRET@h/", "http://user:***@h/"),
+        ("http:/user:S3CRET@h/", "http:/user:***@h/"),
+        ("//user:S3CRET@h/", "//user:***@h/"),
+        ("user:S3CRET@host/", "user:***@host/"),
+        ("http\uff1a//user:S3CRET@h/", "http\uff1a//user:***@h/"),
+        ("http://u:p@S3CRET@h/", "http://u:***@h/"),
+        ("https://registry.example/@scope/pkg", "https://registry.example/@scope/pkg"),
     ],
 )
 def test_credentials_are_masked_whether_or_not_the_url_parses(url: str, shown: str) -> None:
@@ -297,3 +308,73 @@ async def test_a_servers_name_with_markup_sends_no_escape_to_the_terminal(
     assert "━" in sent  # the bars were drawn, the name in them
     assert name in sent
     assert [p.name for p in (tmp_path / "d").iterdir()] == [name]
+
+
+async def test_a_password_with_a_quote_is_masked_in_a_download_that_works(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/x": static(b"x")})
+    url = server.url("/x").replace("http://", "http://user:S3CRET'pw@")
+
+    result = await run_process("--json", "--progress", "plain", "-P", tmp_path, url, limit=60)
+
+    assert result.exit_code == 0, result.stderr
+    assert "S3CRET" not in result.stdout.decode() + result.stderr
+    assert "user:***@" in result.stderr
+
+
+async def test_a_proxy_variable_without_a_scheme_is_http_and_a_bad_one_is_masked(
+    serve: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        asked.append(request.headers.get("Proxy-Authorization", ""))
+        return web.Response(body=b"via proxy")
+
+    proxy = await serve({"/{tail:.*}": forward})
+    monkeypatch.setenv("http_proxy", proxy.url("/").replace("http://", "pu:S3CRET@"))
+    through = await run_cli("-P", tmp_path, "http://origin.invalid/f")
+    monkeypatch.setenv("http_proxy", "pu:S3CRET@[::1")
+    broken = await run_cli("--json", "-P", tmp_path, "http://origin.invalid/g")
+
+    assert through.exit_code == 0, through.stderr
+    assert asked == ["Basic " + base64.b64encode(b"pu:S3CRET").decode()]
+    assert broken.exit_code == 2
+    assert "http_proxy" in broken.stderr
+    assert "S3CRET" not in broken.stderr + broken.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    "location", ["http://[x/", "ftp://a]b/", "http://[127.0.0.2]:1/", "ftp://a/"]
+)
+async def test_a_redirect_to_junk_is_a_protocol_error(
+    serve: ServeFactory, tmp_path: Path, location: str
+) -> None:
+    async def junk(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": location})
+
+    server = await serve({"/r": junk})
+
+    result = await run_cli("-P", tmp_path, server.url("/r"))
+
+    assert result.exit_code == 7, result.stderr
+    assert "redirect to an unusable URL" in result.stderr
+
+
+async def test_a_typo_in_a_header_does_not_print_its_value() -> None:
+    result = await run_cli("-H", "Authorization Bearer S3CRET", "http://127.0.0.1:9/")
+
+    assert result.exit_code == 2
+    assert "S3CRET" not in result.stderr
+
+
+def test_a_damaged_dask_state_file_is_one_error_naming_it(tmp_path: Path) -> None:
+    from aiowget.distributed import plan_shards
+
+    state = tmp_path / ".aiowget"
+    state.mkdir(mode=0o700)
+    (state / "plan.json").write_text("{not json")
+
+    with pytest.raises(LocalIOError, match=r"plan\.json is damaged"):
+        plan_shards(["http://127.0.0.1:9/"], tmp_path, 10)
