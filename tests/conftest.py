@@ -164,6 +164,32 @@ async def raw_server() -> AsyncIterator[RawFactory]:
         await server.wait_closed()
 
 
+@dataclass
+class Proxy:
+    """An HTTP proxy that answers every request itself ("via proxy"), recording the absolute
+    URL it was asked for and the Proxy-Authorization it got."""
+
+    server: Server
+    asked: list[str] = field(default_factory=list)
+    credentials: list[str] = field(default_factory=list)
+
+    def url(self) -> str:
+        return self.server.url("/")
+
+
+@pytest.fixture
+async def proxy(serve: ServeFactory) -> Proxy:
+    asked: list[str] = []
+    credentials: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        asked.append(str(request.url))  # a proxy is asked for the absolute URL
+        credentials.append(request.headers.get("Proxy-Authorization", ""))
+        return web.Response(body=b"via proxy")
+
+    return Proxy(await serve({"/{tail:.*}": forward}), asked, credentials)
+
+
 # Working files, as the README's "Files on disk" describes them ------------------------------
 
 

@@ -68,24 +68,29 @@ def held_handler(arrived: asyncio.Event) -> Callable[[web.Request], Any]:
 # A reader that goes away ---------------------------------------------------------------------
 
 
-async def test_a_closed_stdout_ends_o_dash_at_once_quietly(
-    serve: ServeFactory, tmp_path: Path
-) -> None:
-    server = await serve({"/big": static(body(20_000_000))})
+async def o_dash_into_head(url: str, take: int) -> tuple[bytes, int | None, str]:
+    """`aiowget -O - URL | head -c TAKE`: what the reader got, the exit status, stderr."""
     reader, writer = os.pipe()
     async with aiowget_process(
-        "-O", "-", server.url("/big"), stdout=writer, stderr=asyncio.subprocess.PIPE
+        "-O", "-", url, stdout=writer, stderr=asyncio.subprocess.PIPE
     ) as process:
         os.close(writer)
-        first = await asyncio.to_thread(os.read, reader, 65536)
-        os.close(reader)  # `| head -c 64k`
+        got = await asyncio.to_thread(os.read, reader, take)
+        os.close(reader)
         _, stderr = await asyncio.wait_for(process.communicate(), LIMIT)
+    return got, process.returncode, stderr.decode()
 
-    assert first
-    assert process.returncode == 3
-    assert "retry" not in stderr.decode()
-    assert "Traceback" not in stderr.decode()
-    assert "Broken pipe" not in stderr.decode()
+
+async def test_a_closed_stdout_ends_o_dash_at_once_quietly(serve: ServeFactory) -> None:
+    server = await serve({"/big": static(body(20_000_000))})
+
+    got, status, stderr = await o_dash_into_head(server.url("/big"), 65536)
+
+    assert got
+    assert status == 3
+    assert "retry" not in stderr
+    assert "Traceback" not in stderr
+    assert "Broken pipe" not in stderr
     assert len(server.gets("/big")) == 1
 
 
@@ -418,17 +423,12 @@ async def test_o_dash_into_a_reader_that_takes_one_byte_is_not_saved(
     serve: ServeFactory,
 ) -> None:
     server = await serve({"/f": static(body(1_048_577))})
-    reader, writer = os.pipe()
-    async with aiowget_process(
-        "-O", "-", server.url("/f"), stdout=writer, stderr=asyncio.subprocess.PIPE
-    ) as process:
-        os.close(writer)
-        await asyncio.to_thread(os.read, reader, 1)
-        os.close(reader)  # `| head -c 1`
-        _, stderr = await asyncio.wait_for(process.communicate(), LIMIT)
 
-    assert process.returncode == 3
-    assert "saved" not in stderr.decode()
+    got, status, stderr = await o_dash_into_head(server.url("/f"), 1)
+
+    assert len(got) == 1
+    assert status == 3
+    assert "saved" not in stderr
 
 
 async def test_a_departed_stderr_changes_no_exit_status_and_no_summary(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import aiowget
 from aiowget.naming import flat_name
 from aiowget.policy import backoff
 
-from .conftest import ServeFactory, body, files_in, run_cli, run_process, static
+from .conftest import Proxy, ServeFactory, body, files_in, run_cli, run_process, static
 
 LIMIT = 30  # seconds: a process still running then has been held hostage
 
@@ -224,21 +224,14 @@ async def test_spaces_and_non_ascii_in_urls_are_percent_encoded_as_utf8(
 
 
 async def test_an_idn_host_is_asked_for_in_punycode(
-    serve: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    proxy: Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: list[str] = []
-
-    async def proxy(request: web.Request) -> web.StreamResponse:
-        asked.append(str(request.url))
-        return web.Response(body=b"via proxy")
-
-    server = await serve({"/{tail:.*}": proxy})
-    monkeypatch.setenv("http_proxy", server.url("/"))
+    monkeypatch.setenv("http_proxy", proxy.url())
 
     result = await run_cli("-P", tmp_path, "http://b\u00fccher.example/f")
 
     assert result.exit_code == 0, result.stderr
-    assert asked == ["http://xn--bcher-kva.example/f"]
+    assert proxy.asked == ["http://xn--bcher-kva.example/f"]
     assert files_in(tmp_path) == ["b\u00fccher.example__f"]
 
 

@@ -22,7 +22,7 @@ from aiowget.naming import flat_name
 from aiowget.policy import bypasses_proxy, check_url
 from aiowget.text import redact_url, scrub
 
-from .conftest import ServeFactory, Server, run_cli, run_process, static
+from .conftest import Proxy, ServeFactory, Server, run_cli, run_process, static
 from .test_console import run_on_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,28 +199,20 @@ def test_no_proxy_entries(url: str, no_proxy: str, bypass: bool) -> None:
 
 
 async def test_the_proxy_is_chosen_again_at_every_redirect(
-    serve: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    serve: ServeFactory, proxy: Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: list[str] = []
-
-    async def forward(request: web.Request) -> web.StreamResponse:
-        asked.append(str(request.url))
-        return web.Response(body=b"via proxy")
-
-    proxy = await serve({"/{tail:.*}": forward})
-
     async def away(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("http://origin.invalid/file.txt")  # reachable through the proxy only
 
     direct = await serve({"/away": away})
-    monkeypatch.setenv("http_proxy", proxy.url("/"))
+    monkeypatch.setenv("http_proxy", proxy.url())
     monkeypatch.setenv("no_proxy", "127.0.0.1")
 
     result = await run_cli("-P", tmp_path, direct.url("/away"))
 
     assert result.exit_code == 0, result.stderr
     assert len(direct.gets("/away")) == 1  # asked directly, as no_proxy says
-    assert asked == ["http://origin.invalid/file.txt"]
+    assert proxy.asked == ["http://origin.invalid/file.txt"]
     assert (tmp_path / flat_name(direct.url("/away"))).read_bytes() == b"via proxy"
 
 
@@ -324,22 +316,15 @@ async def test_a_password_with_a_quote_is_masked_in_a_download_that_works(
 
 
 async def test_a_proxy_variable_without_a_scheme_is_http_and_a_bad_one_is_masked(
-    serve: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    proxy: Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: list[str] = []
-
-    async def forward(request: web.Request) -> web.StreamResponse:
-        asked.append(request.headers.get("Proxy-Authorization", ""))
-        return web.Response(body=b"via proxy")
-
-    proxy = await serve({"/{tail:.*}": forward})
-    monkeypatch.setenv("http_proxy", proxy.url("/").replace("http://", "pu:S3CRET@"))
+    monkeypatch.setenv("http_proxy", proxy.url().replace("http://", "pu:S3CRET@"))
     through = await run_cli("-P", tmp_path, "http://origin.invalid/f")
     monkeypatch.setenv("http_proxy", "pu:S3CRET@[::1")
     broken = await run_cli("--json", "-P", tmp_path, "http://origin.invalid/g")
 
     assert through.exit_code == 0, through.stderr
-    assert asked == ["Basic " + base64.b64encode(b"pu:S3CRET").decode()]
+    assert proxy.credentials == ["Basic " + base64.b64encode(b"pu:S3CRET").decode()]
     assert broken.exit_code == 2
     assert "http_proxy" in broken.stderr
     assert "S3CRET" not in broken.stderr + broken.stdout.decode()
