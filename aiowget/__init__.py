@@ -7,8 +7,9 @@ for result in results.failed:
 ```
 """
 
+import typing as _typing
+
 from ._version import __version__
-from .downloader import Downloader, download
 from .errors import (
     AiowgetError,
     AuthenticationError,
@@ -77,3 +78,16 @@ __all__ = [
     "__version__",
     "download",
 ]
+
+if _typing.TYPE_CHECKING:
+    from .downloader import Downloader, download
+
+
+def __getattr__(name: str) -> object:
+    """`Downloader` and `download` are imported on first use: they bring aiohttp, which the
+    command line's `--version` and `--help` (and a signal handler set early) do without."""
+    if name in ("Downloader", "download"):
+        from . import downloader
+
+        return getattr(downloader, name)
+    raise AttributeError(f"module 'aiowget' has no attribute {name!r}")

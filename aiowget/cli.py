@@ -15,19 +15,20 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import typer.core
 
 from ._version import __version__
 from .console import ConsoleReporter, ProgressMode, summary_record
-from .downloader import Downloader
 from .errors import AiowgetError, ExitStatus, LocalIOError, OutputClosedError, UsageError
-from .inputfile import STDIN, InputFile
-from .models import DEFAULT_USER_AGENT, Checksum, IfExists, Job, Naming, Options, Tally
+from .models import DEFAULT_USER_AGENT, STDIN, Checksum, IfExists, Job, Naming, Options, Tally
 from .policy import parse_header, parse_rate, parse_size
 from .text import shorten
+
+if TYPE_CHECKING:
+    from .inputfile import InputFile
 
 __all__ = ["app", "main"]
 
@@ -447,6 +448,10 @@ async def _run(
     options: Options,
     reporter: ConsoleReporter,
 ) -> ExitStatus:
+    # The engine (aiohttp) is imported here, not at start-up: --help and --version do without.
+    from .downloader import Downloader
+    from .inputfile import InputFile
+
     reporter.start()
     try:
         source = await InputFile.open(input_file) if input_file is not None else None
@@ -512,7 +517,7 @@ def _drop_stdout() -> None:
 
 
 async def _jobs(
-    jobs: list[Job], source: InputFile | None, reporter: ConsoleReporter
+    jobs: list[Job], source: "InputFile | None", reporter: ConsoleReporter
 ) -> AsyncIterator[Job]:
     """The jobs of the command line, then of the input; each one, once taken by a worker,
     is under way for the reporter (listed as unfinished on Ctrl-C)."""

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import AiowgetError, ExitStatus, LocalIOError, OutputClosedError
 from .models import Event, Finished, Notice, Outcome, Progress, Result, Retrying, Started, Tally
-from .storage import part_path
 from .text import printable, redact_url, shown_url
 
 if TYPE_CHECKING:
@@ -130,6 +129,8 @@ class ConsoleReporter:
         `--json`, each unfinished URL gets a failed record, and the summary says 130."""
         self.stop()
         for url, path in self._in_flight.items():
+            from .storage import part_path  # once, at the end: not at every start-up
+
             part = None if path is None else part_path(path)
             kept = f" (kept {part})" if part is not None and _exists(part) else ""
             await self.write(f"[!] unfinished {shown_url(url)}{kept}")

@@ -22,7 +22,6 @@ cheap and free of I/O libraries.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -168,7 +167,9 @@ def map_errors() -> Iterator[None]:
 
 
 def translate(exc: Exception) -> AiowgetError:
-    import aiohttp  # lazily: see the module docstring
+    import asyncio  # lazily, as aiohttp: see the module docstring
+
+    import aiohttp
 
     if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
         return TLSError(_reason(exc))

@@ -23,7 +23,7 @@ import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
 
 from .errors import LocalIOError, UsageError
-from .models import Checksum, Job
+from .models import STDIN, Checksum, Job
 from .naming import safe_name
 from .text import printable
 
@@ -31,7 +31,6 @@ __all__ = ["STDIN", "InputFile", "parse_line"]
 
 AsyncBinaryReader = AsyncBufferedReader | AsyncBufferedIOBase
 
-STDIN = "-"
 _READ_SIZE = 1 << 16
 
 

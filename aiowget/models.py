@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 DEFAULT_USER_AGENT = f"aiowget/{__version__}"
+STDIN = "-"  # as an input file (`-i -`) or an output (`-O -`): standard input or output
 
 
 class Naming(str, Enum):

@@ -16,9 +16,22 @@ def test_all_is_sorted_and_complete() -> None:
         for name, value in vars(aiowget).items()
         if not name.startswith("_") and not isinstance(value, type(aiowget))
     }
+    lazy = {"Downloader", "download"}  # imported on first use (they bring aiohttp)
 
     assert aiowget.__all__ == sorted(aiowget.__all__)
-    assert set(aiowget.__all__) == public | {"__version__"}
+    assert set(aiowget.__all__) == public | lazy | {"__version__"}
+    assert all(getattr(aiowget, name) is not None for name in lazy)
+
+
+def test_importing_aiowget_brings_no_io_library() -> None:
+    """`import aiowget` (and the command line's --help and --version) costs no aiohttp."""
+    code = (
+        "import sys, aiowget, aiowget.cli;"
+        "print(sorted(m for m in ('aiohttp', 'aiofiles', 'rich') if m in sys.modules))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert shown.stdout.strip() == "[]"
 
 
 def test_every_error_is_an_aiowget_error() -> None:
