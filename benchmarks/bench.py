@@ -38,6 +38,11 @@ INSTALL = "sudo apt-get install -y nginx curl aria2 time"
 TERMINALS = [(120, 30), (80, 24)]  # (columns, rows) of the pseudo-terminals of scenario e
 NONE, BARS = "aiowget --progress none", "aiowget (bars)"
 RUN_TIMEOUT = 1200.0  # seconds; a run that takes longer is killed and reported FAILED
+# The floor: the simplest aiohttp program doing the same job (benchmarks/floor.py). The gap
+# between it and aiowget is aiowget's own per-file work.
+FLOOR = [sys.executable, str(Path(__file__).resolve().with_name("floor.py"))]
+FLOOR_NAME = "floor (bare aiohttp)"
+
 ARIA = ["aria2c", "-q", "--file-allocation=none", "--allow-overwrite=true"]
 ARIA += ["--auto-file-renaming=false"]
 CURL = ["curl", "-s", "--fail"]
@@ -162,12 +167,15 @@ def scenarios(root: Path, url: str, sha: str, n: dict[str, int]) -> list[Scenari
     big, small, tiny, r = n["big"], n["small"], n["tiny"], n["rounds"]
     urls = str(root / "tiny.txt")  # every /tiny/N is the same 1 KiB file (nginx try_files)
     aiowget = Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", urls, "-P", "{d}"])
+    floor = Case(FLOOR_NAME, [*FLOOR, urls, "{d}", "64"])
     t_b, t_c = f"b. {small:,} x 16 KiB, 64 at once", f"c. one {big // MIB} MiB file, 25 MB/s/conn"
     return [
         Scenario("a", f"a. one {big // MIB} MiB file", 1, big, sha, big_cases(root, url), r),
         Scenario("b", t_b, small, small * 16384, "", small_cases(root), r),
         Scenario("c", t_c, 1, big, sha, split_cases(url), r),
-        Scenario("d", f"d. {tiny:,} URLs x 1 KiB, -j 64", tiny, tiny * 1024, "", [aiowget], r),
+        Scenario(
+            "d", f"d. {tiny:,} URLs x 1 KiB, -j 64", tiny, tiny * 1024, "", [aiowget, floor], r
+        ),
         *[bar_scenario(root, n["hundred"], size, r) for size in TERMINALS],
     ]
 
@@ -189,6 +197,7 @@ def small_cases(root: Path) -> list[Case]:
         Case("curl --parallel", [*curl, "-K", str(root / "curl.cfg")]),
         Case("aria2c -j 64", [*ARIA, "-j", "64", "-i", urls, "-d", "{d}"]),
         Case("parfive", [*pf, urls, "{d}", "64"]),
+        Case(FLOOR_NAME, [*FLOOR, urls, "{d}", "64"]),
     ]
 
 
@@ -356,6 +365,8 @@ TARGETS = [  # name, scenario, numerator tool, denominator tool ("" = peak RSS),
     ("big: aiowget -O / curl wall", "a", "aiowget -O", "curl", "<=", 1.25),
     ("small: aiowget / aria2c wall", "b", "aiowget -j 64", "aria2c -j 64", "<=", 1.5),
     ("small: parfive / aiowget wall", "b", "parfive", "aiowget -j 64", ">=", 3.0),
+    ("small: aiowget / floor wall", "b", "aiowget -j 64", FLOOR_NAME, "<=", 1.15),
+    ("tiny: aiowget / floor wall", "d", "aiowget -j 64", FLOOR_NAME, "<=", 1.15),
     ("split: aiowget -s 8 / aria2c -x8 wall", "c", "aiowget -s 8", "aria2c -x8", "<=", 1.2),
     ("split: curl 1 conn / aiowget -s 8 wall", "c", "curl (1 conn)", "aiowget -s 8", ">=", 5.0),
     ("100k URLs: aiowget peak RSS MiB", "d", "aiowget -j 64", "", "<=", 150.0),
