@@ -124,7 +124,6 @@ class Downloader:
             throttle=_RateLimit(options.limit_rate) if options.limit_rate else None,
             ssl=tls,
             proxy_for=proxy_for,
-            traced=self._given_session is None,
         )
         return self
 
@@ -476,6 +475,7 @@ def _new_session() -> aiohttp.ClientSession:
     # Concurrency is bounded by the workers and the per-host slots, not by the connector.
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_request_sent)
+    trace.on_connection_reuseconn.append(_connection_reused)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, timeout_ceil_threshold=float("inf")),
         trace_configs=[trace],
@@ -494,3 +494,13 @@ async def _request_sent(
     deadline = context.trace_request_ctx
     if isinstance(deadline, HeaderDeadline):
         deadline.sent()
+
+
+async def _connection_reused(
+    session: aiohttp.ClientSession,
+    context: types.SimpleNamespace,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    deadline = context.trace_request_ctx
+    if isinstance(deadline, HeaderDeadline):
+        deadline.reused = True

@@ -35,6 +35,7 @@ _READ_SIZE = 1 << 16
 
 
 # A line: the URL (spaces inside it kept: `http://h/a b` is fetched as /a%20b), then options.
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")
 # Trailing `key=value` fields with no `@` (a password with a space may look like `k=v@host`).
 _LINE = re.compile(r"(?P<url>.*?)(?P<options>(?:\s+[A-Za-z][A-Za-z0-9_-]*=[^\s@]*)*)\s*")
 
@@ -44,7 +45,7 @@ def parse_line(line: str, lineno: int) -> Job | None:
 
     Trailing `key=value` fields are options (`out=`, `checksum=`; another key is an error);
     the rest of the line, with its inner spaces, is the URL."""
-    text = line.strip()
+    text = line.strip().lstrip("\ufeff")  # a BOM mid-file too: `cat a.txt b.txt`
     if not text or text.startswith("#"):
         return None
     match = _LINE.fullmatch(text)
@@ -112,12 +113,13 @@ class InputFile:
             await self._stream.close()
 
     async def _lines(self) -> AsyncIterator[str]:
-        # utf-8-sig: a byte order mark (an editor on Windows) is not part of the first URL;
-        # CRLF line ends go with the line's surrounding whitespace.
+        # utf-8-sig: a byte order mark (an editor on Windows) is not part of the first URL.
+        # Lines end with LF, CRLF or a lone CR (old Mac); a CRLF cut between two blocks only
+        # makes an empty line, which is skipped.
         decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
         pending = ""
         while block := await self._read():
-            lines = (pending + decoder.decode(block)).split("\n")
+            lines = _LINE_ENDS.split(pending + decoder.decode(block))
             pending = lines.pop()
             for line in lines:
                 yield line

@@ -45,6 +45,7 @@ class SegmentOwner(Protocol):
     def slot(self, url: str) -> AbstractAsyncContextManager[None]: ...
     async def report(self, received: int, total: int | None) -> None: ...
     async def pace(self, arrived: int) -> None: ...
+    def speed_watch(self) -> AbstractAsyncContextManager[None]: ...
 
 
 async def fetch_segments(
@@ -104,7 +105,8 @@ class _Split:
             )
             if action is Action.RESTART:
                 raise FileChanged(f"segment {start}-{end}: not the same file any more")
-            await self.copy(index, response.content, asked)
+            async with self.owner.speed_watch():
+                await self.copy(index, response.content, asked)
 
     async def copy(self, index: int, body: aiohttp.StreamReader, asked: tuple[int, int]) -> None:
         position, end = asked

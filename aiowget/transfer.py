@@ -113,9 +113,6 @@ class Context:
     throttle: Callable[[int], Awaitable[None]] | None = None
     ssl: ssl.SSLContext | bool = True
     proxy_for: Callable[[str], str | None] = lambda url: None
-    # aiowget's own session: it traces when a request is sent (the header deadline starts
-    # then) and makes no hidden second request after a disconnect.
-    traced: bool = False
     # The directories whose working folder was used: removed at the end if left empty.
     work_dirs: set[Path] = field(default_factory=set)
     # Those whose working folder was found to be ours (not a symlink, not another user's).
@@ -216,8 +213,10 @@ class _Transfer:
         self.digest = _Digest(job.checksum, self.options.compute_sha256) if wanted else None
         self.progress_at = 0.0
         self.said: set[str] = set()  # notices given once per transfer
-        self.floor: SpeedFloor | None = None  # --lowest-speed, from the first byte of a try
-        self.flow = 0  # bytes that arrived since the floor was set
+        self.floor: SpeedFloor | None = None  # --lowest-speed, from the first body of a try
+        self.flow = 0  # bytes that arrived, for the floor
+        self.held = 0.0  # seconds spent waiting on our own --limit-rate
+        self.holding_since: float | None = None
 
     def result(self, outcome: Outcome, started: float, error: AiowgetError | None = None) -> Result:
         return Result(
@@ -465,24 +464,47 @@ class _Transfer:
             await self.ctx.emit(Progress(self.job.url, received, total))
 
     async def pace(self, arrived: int) -> None:
-        """Hold to the rate limit; fail (as a timeout) below `--lowest-speed`."""
+        """Hold to the rate limit; count what arrived for `--lowest-speed`."""
         if self.ctx.throttle is not None:
-            await self.ctx.throttle(arrived)
+            self.holding_since = time.monotonic()
+            try:
+                await self.ctx.throttle(arrived)
+            finally:
+                self.held += time.monotonic() - self.holding_since
+                self.holding_since = None
+        self.flow += arrived
+
+    def floor_clock(self) -> float:
+        """Seconds that count for `--lowest-speed`: not those spent waiting on our own
+        `--limit-rate` (the server is not slow while we hold it back)."""
+        now = time.monotonic()
+        holding = now - self.holding_since if self.holding_since is not None else 0.0
+        return now - self.held - holding
+
+    @asynccontextmanager
+    async def speed_watch(self) -> AsyncIterator[None]:
+        """While a body is read: below `--lowest-speed` over the last `-T` seconds is a
+        timeout. Checked by a timer, not by arriving bytes: a server that sends none at all
+        (a chunk header trickled, silence under `-T inf`) is caught too."""
         rate = self.options.lowest_speed
         if rate is None:
+            yield
             return
-        now = time.monotonic()
-        self.flow += arrived
+        window = self.options.timeout or _LOWEST_SPEED_WINDOW
         if self.floor is None:
-            window = self.options.timeout or _LOWEST_SPEED_WINDOW
-            self.floor = SpeedFloor.starting(rate, window, now, 0)
-            self.flow = arrived
-        elif self.floor.too_slow(self.flow, now):
+            self.floor = SpeedFloor.starting(rate, window, self.floor_clock(), self.flow)
+        floor = self.floor
+        reason = f"slower than the lowest speed ({format_rate(rate)}) for {window:g} s"
+
+        def check() -> str | None:
+            if not floor.too_slow(self.flow, self.floor_clock()):
+                return None
             self.floor = None  # the retry gets a window of its own
-            raise DownloadTimeoutError(
-                f"slower than the lowest speed ({format_rate(rate)}) "
-                f"for {self.options.timeout or _LOWEST_SPEED_WINDOW:g} s"
-            )
+            return reason
+
+        async with Watchdog() as watchdog:
+            watchdog.every(window / 8, check)
+            yield
 
     def _check(
         self, response: aiohttp.ClientResponse, offset: int, state: PartState | None
@@ -508,7 +530,8 @@ class _Transfer:
         if self.digest is not None:
             await self.digest.catch_up(sink, from_zero)
         await self._announce(state.total)
-        await self._copy(response.content, sink, state.total)
+        async with self.speed_watch():
+            await self._copy(response.content, sink, state.total)
 
     async def _receive_small(
         self, response: aiohttp.ClientResponse, sink: PartFile, total: int | None
@@ -521,9 +544,10 @@ class _Transfer:
                 data = await response.content.read()
             else:  # chunk by chunk, for the speed floor (a tarpit has a small body too)
                 data = bytearray()
-                async for chunk in response.content.iter_any():
-                    data += chunk
-                    await self.pace(len(chunk))
+                async with self.speed_watch():
+                    async for chunk in response.content.iter_any():
+                        data += chunk
+                        await self.pace(len(chunk))
         except aiohttp.ClientPayloadError:
             raise ContentTooShortError(None, total) from None
         check_complete(len(data), total)
@@ -606,27 +630,45 @@ class _Transfer:
         credentials (the URL's, `auth`, `-H Authorization/Cookie`) go to the first origin only,
         never again once a redirect has left it."""
         self.attempts += 1
-        hop = first_hop(url)
-        for _ in range(self.options.max_redirects + 1):
-            response = await self._request(hop, extra)
-            location = response.headers.get("Location") if is_redirect(response.status) else None
-            if location is None:
-                try:
-                    yield response
-                finally:
-                    response.release()
-                return
+        response = await self._follow(url, extra)
+        try:
+            yield response
+        finally:
             response.release()
-            hop = next_hop(hop, location)
-        raise ProtocolError(f"too many redirects (more than {self.options.max_redirects})")
 
-    async def _request(self, hop: Hop, extra: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _follow(self, url: str, extra: dict[str, str]) -> aiohttp.ClientResponse:
+        """The final response of `url`'s redirect chain, whose status lines and headers must
+        all have come within `-T` of the first request going out (one deadline per chain:
+        twenty slow redirects are not twenty deadlines)."""
         options = self.options
-        deadline = HeaderDeadline(options.timeout, options.connect_timeout, self.ctx.traced)
-        async with deadline:
-            return await self._send(hop, extra, deadline)
+        hop = first_hop(url)
+        async with HeaderDeadline(options.timeout, options.connect_timeout) as deadline:
+            for _ in range(options.max_redirects + 1):
+                response = await self._send(hop, extra, deadline)
+                redirect = is_redirect(response.status)
+                location = response.headers.get("Location") if redirect else None
+                if location is None:
+                    return response
+                response.release()
+                hop = next_hop(hop, location)
+        raise ProtocolError(f"too many redirects (more than {options.max_redirects})")
 
     async def _send(
+        self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
+    ) -> aiohttp.ClientResponse:
+        while True:
+            deadline.reused = False
+            try:
+                return await self._request(hop, extra, deadline)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                # A keep-alive connection the server had closed meanwhile (it need not say
+                # `Connection: close`): the request never reached it. Sent again on another
+                # connection, not counted against -t (aiowget's session makes no hidden
+                # retry of its own; a fresh connection that fails is a real failure).
+                if not deadline.reused:
+                    raise
+
+    async def _request(
         self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
     ) -> aiohttp.ClientResponse:
         options = self.options
@@ -647,56 +689,88 @@ class _Transfer:
                 sock_read=options.timeout,
                 ceil_threshold=_NEVER_ROUNDED,  # `--connect-timeout 7` means 7, not up to 8
             ),
-            trace_request_ctx=deadline,  # started by the session's trace when the request is sent
+            trace_request_ctx=deadline,  # told by the session's trace: sent, connection reused
         )
 
 
-class HeaderDeadline:
-    """The status line and headers within `-T` seconds of the request being sent: a deadline,
-    not a silence timer, so a server trickling its headers a byte at a time cannot hold a
-    transfer. With aiowget's own session a trace says when the request went out; with a
-    caller's session (no trace of ours) the deadline also covers the connect timeout.
+class Watchdog:
+    """Guards the task that enters it: `arm(seconds, reason)` sets a timer that cancels that
+    task, and the cancellation leaves as `DownloadTimeoutError(reason)`; a cancellation from
+    anywhere else stays one. (Written for Python 3.10 too: no `asyncio.timeout`.)"""
 
-    Written for Python 3.10 too (no `asyncio.timeout`): the task is cancelled at the deadline
-    and the cancellation turned into `DownloadTimeoutError` on the way out."""
-
-    def __init__(self, seconds: float | None, connect: float | None, traced: bool) -> None:
-        self._seconds = seconds
-        self._slack = None if traced or seconds is None else (connect or 0.0) + seconds
+    def __init__(self) -> None:
         self._task: asyncio.Task[object] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._expired = False
+        self._reason: str | None = None
 
-    async def __aenter__(self) -> HeaderDeadline:
+    async def __aenter__(self) -> Watchdog:
         self._task = asyncio.current_task()
-        if self._slack is not None:
-            self._arm(self._slack)
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._expired and kind is asyncio.CancelledError:
+        self.disarm()
+        if self._reason is not None and kind is asyncio.CancelledError:
             uncancel = getattr(self._task, "uncancel", None)
             if uncancel is None or uncancel() == 0:  # cancelled by us alone
-                raise DownloadTimeoutError(
-                    f"no response headers within {self._seconds:g} s"
-                ) from None
+                raise DownloadTimeoutError(self._reason) from None
 
-    def sent(self) -> None:
-        """The request went out (a trace callback): the deadline runs from now."""
-        if self._seconds is not None and self._task is not None and not self._expired:
-            self._arm(self._seconds)
+    def arm(self, seconds: float, reason: str) -> None:
+        self.disarm()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self.fire, reason)
 
-    def _arm(self, seconds: float) -> None:
+    def every(self, seconds: float, check: Callable[[], str | None]) -> None:
+        """Run `check` every `seconds`, and fire with the reason it returns, if any."""
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            reason = check()
+            if reason is None:
+                self._timer = loop.call_later(seconds, tick)
+            else:
+                self.fire(reason)
+
+        self.disarm()
+        self._timer = loop.call_later(seconds, tick)
+
+    def disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+            self._timer = None
 
-    def _expire(self) -> None:
-        assert self._task is not None
-        self._expired = True
-        self._task.cancel()
+    def fire(self, reason: str) -> None:
+        if self._task is not None and self._reason is None:
+            self._reason = reason
+            self._task.cancel()
+
+
+class HeaderDeadline(Watchdog):
+    """The status lines and headers of a request (and its redirects) within `-T` seconds of
+    the first request going out: a deadline, not a silence timer, so a server trickling its
+    headers cannot hold a transfer. Until a request is sent (connecting, a proxy's CONNECT,
+    TLS) it runs for the connect timeout plus `-T`; aiowget's own session has a trace that
+    says when the request went out, and restarts it then for `-T`."""
+
+    def __init__(self, seconds: float | None, connect: float | None) -> None:
+        super().__init__()
+        self._seconds = seconds
+        self._connect = connect or 0.0
+        self._sent = False
+        self.reused = False  # the trace says: this request went on a pooled connection
+
+    async def __aenter__(self) -> HeaderDeadline:
+        await super().__aenter__()
+        if self._seconds is not None:
+            self.arm(self._connect + self._seconds, self._reason_text())
+        return self
+
+    def sent(self) -> None:
+        """The first request went out (a trace callback): `-T` from now."""
+        if self._seconds is not None and not self._sent:
+            self._sent = True
+            self.arm(self._seconds, self._reason_text())
+
+    def _reason_text(self) -> str:
+        return f"no response headers within {self._seconds:g} s"
 
 
 def _total(response: aiohttp.ClientResponse) -> int | None:

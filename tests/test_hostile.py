@@ -272,3 +272,97 @@ async def test_fsync_flushes_each_file_before_its_rename_and_the_folder_after(
     assert process.returncode == 0, stderr.decode()
     assert f"fsync {expected}" in stderr.decode()
     assert files_in(tmp_path) == sorted(flat_name(u) for u in urls)
+
+
+# Found by breaking the above (a fresh tester, with only the README's promises) ---------------
+
+
+async def test_a_proxy_that_never_answers_connect_is_a_timeout(
+    raw: Callable[[Talk], Awaitable[tuple[str, list[int]]]], tmp_path: Path
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.Event().wait()  # read the CONNECT, never answer it
+
+    proxy, asked = await raw(silent)
+    proxy = proxy.removesuffix("/f")
+
+    result = await run_process("-T", "1", "--connect-timeout", "1", "-t", "0", "--proxy", proxy,
+                               "-P", tmp_path, "https://127.0.0.2:9/x", limit=LIMIT)  # fmt: skip
+
+    assert result.exit_code == 4, result.stderr
+    assert len(asked) == 1
+
+
+async def test_lowest_speed_catches_a_body_that_sends_no_byte(
+    raw: Callable[[Talk], Awaitable[tuple[str, list[int]]]], tmp_path: Path
+) -> None:
+    async def chunk_header_trickle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=")
+        while True:  # a chunk extension, a byte at a time: never a byte of body
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(b"a")
+
+    url, requests = await raw(chunk_header_trickle)
+
+    result = await run_process("--lowest-speed", "1k", "-T", "1", "-t", "0", "-P", tmp_path, url,
+                               limit=LIMIT)  # fmt: skip
+
+    assert result.exit_code == 4, result.stderr
+    assert "slower than the lowest speed" in result.stderr
+    assert len(requests) == 1
+
+
+async def test_one_header_deadline_for_a_whole_redirect_chain(
+    raw: Callable[[Talk], Awaitable[tuple[str, list[int]]]], tmp_path: Path
+) -> None:
+    async def slow_redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for byte in b"HTTP/1.1 302 Found\r\nLocation: /f\r\nContent-Length: 0\r\n\r\n":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.6 / 60)  # each redirect takes about 0.6 s: under -T alone
+
+    url, requests = await raw(slow_redirect)
+
+    result = await run_process("-T", "1", "-t", "0", "-P", tmp_path, url, limit=LIMIT)
+
+    assert result.exit_code == 4, result.stderr
+    assert len(requests) <= 3  # not 21 redirects of 0.6 s each
+
+
+async def test_a_redirect_chain_on_a_server_that_closes_each_connection_quietly(
+    raw: Callable[[Talk], Awaitable[tuple[str, list[int]]]], tmp_path: Path
+) -> None:
+    hops = iter([b"/r1", b"/r2"])
+
+    async def close_after_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target = next(hops, None)
+        if target is None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        else:
+            writer.write(
+                b"HTTP/1.1 302 Found\r\nLocation: " + target + b"\r\nContent-Length: 0\r\n\r\n"
+            )
+        await writer.drain()
+        raise ConnectionError  # closed, though it said nothing of closing
+
+    url, requests = await raw(close_after_each)
+
+    result = await run_process("-t", "0", "-O", tmp_path / "f", url, limit=LIMIT)
+
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "f").read_bytes() == b"ok"
+    assert len(requests) == 3
+
+
+async def test_our_own_limit_rate_is_not_a_slow_server(serve: ServeFactory, tmp_path: Path) -> None:
+    content = body(16_384)
+    server = await serve({"/f": static(content)})
+
+    result = await run_process("--limit-rate", "4k", "--lowest-speed", "64k", "-T", "1", "-t", "0",
+                               "-O", tmp_path / "f", server.url("/f"), limit=LIMIT)  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "f").read_bytes() == content

@@ -67,3 +67,14 @@ async def test_missing_input_file_is_a_local_io_error(tmp_path: Path) -> None:
 async def test_input_file_that_is_a_directory(tmp_path: Path) -> None:
     with pytest.raises(LocalIOError, match="cannot read input file"):
         await InputFile.open(tmp_path)
+
+
+async def test_line_ends_of_every_kind_and_a_bom_in_the_middle(tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(
+        b"\xef\xbb\xbfhttp://a/1\rhttp://a/2\r\nhttp://a/3\n\xef\xbb\xbfhttp://a/4\r"
+    )
+
+    source = await InputFile.open(listing)
+
+    assert [job.url async for job in source.jobs()] == [f"http://a/{n}" for n in range(1, 5)]
