@@ -662,11 +662,13 @@ class _Transfer:
                 return await self._request(hop, extra, deadline)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 # A keep-alive connection the server had closed meanwhile (it need not say
-                # `Connection: close`): the request never reached it. Sent again on another
-                # connection, not counted against -t (aiowget's session makes no hidden
-                # retry of its own; a fresh connection that fails is a real failure).
+                # `Connection: close`), or that it closed on reading the request: sent again
+                # on another connection, counted in `attempts` but not against -t (aiowget's
+                # session makes no hidden retry of its own; a fresh connection that fails is
+                # a real failure).
                 if not deadline.reused:
                     raise
+                self.attempts += 1
 
     async def _request(
         self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
