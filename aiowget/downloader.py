@@ -100,7 +100,7 @@ class Downloader:
         self._on_event = on_event
         self._context: Context | None = None
         self._hosts = _HostLimiter(self.options.per_host)
-        self._directory: asyncio.Future[None] | None = None
+        self._directory: asyncio.Future[bool] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._batches = 0  # lists of URLs started, to tell one list's repeats from a new ask
 
@@ -240,14 +240,15 @@ class Downloader:
             # The caller's own error: it must not pass for this URL's failure on the way out.
             raise _CallbackFailed(error) from error
 
-    async def _directory_ready(self) -> None:
-        # Made once for the whole run; shielded so one cancelled job cannot cancel it for all.
+    async def _directory_ready(self) -> bool:
+        """Made once for the whole run (shielded, so one cancelled job cannot cancel it for
+        all); True when it held nothing at that moment (see `ensure_directory`)."""
         if self._directory is None:
             made = self._track(asyncio.ensure_future(ensure_directory(self.options.directory)))
             # Its error is every waiter's; if the one that started it was cancelled, nobody's.
             made.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._directory = made
-        await asyncio.shield(self._directory)
+        return await asyncio.shield(self._directory)
 
 
 class _CallbackFailed(BaseException):

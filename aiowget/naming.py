@@ -148,6 +148,9 @@ class NameRegistry:
         # 64-bit string hash is fixed within a run, which is all this needs; a collision could
         # only give a URL a hashed name it did not need.
         self._owners: dict[int, int] = {}
+        # Whether the last `claim` gave out a name never claimed before in this run (so no
+        # file of this run can be under it yet).
+        self.last_new = False
 
     def claim(self, name: str, key: str, batch: int = 0) -> tuple[str, bool]:
         """A name for `key` based on `name`, and whether `key` already held it in the same
@@ -163,8 +166,10 @@ class NameRegistry:
             owner = self._owners.get(hash(candidate))
             if owner is None:
                 self._owners[hash(candidate)] = entry
+                self.last_new = True
                 return candidate, False
             if owner >> _BATCH_BITS == owner_key:
+                self.last_new = False
                 if batch:  # a call on its own leaves the list it belongs to undisturbed
                     self._owners[hash(candidate)] = entry
                 return candidate, batch != 0 and owner == entry

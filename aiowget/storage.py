@@ -115,17 +115,45 @@ class Claim:
 class PartFile:
     """The locked `.part` (and sidecar) of one final path, from `claim` to `commit`/`release`."""
 
-    def __init__(self, path: Path, claim: Claim, durable: bool = False) -> None:
+    def __init__(self, path: Path, claim: Claim | None, durable: bool = False) -> None:
         self.path = path
         self.durable = durable  # --fsync: the bytes, then the rename, on disk before commit ends
         self.part = part_path(path)
         self.meta = self.part.with_name(path.name + META_SUFFIX)
-        self.there = claim.there
-        self.offset = claim.size if claim.state is not None else 0
-        self.state = claim.state
-        self._fd: int | None = claim.fd
+        self.there = claim.there if claim else False
+        self.offset = claim.size if claim and claim.state is not None else 0
+        self.state = claim.state if claim else None
+        self._fd: int | None = claim.fd if claim else None
         self._file: AsyncBufferedIOBase | None = None  # sequential writes, through aiofiles
         self._committed = False
+        # Not claimed yet (see `deferred`): (skip_if_there, checked) for when it is.
+        self._deferred: tuple[bool, bool] | None = None
+
+    @classmethod
+    def deferred(
+        cls, path: Path, *, skip_if_there: bool, checked: bool, durable: bool = False
+    ) -> PartFile:
+        """The `.part` of `path` in a directory that held nothing when the run began: nothing
+        there to skip or resume, so no look at the disk before the request. It is claimed
+        (locked, and the final name looked at) when it is first written: a small body with
+        `write_whole`, in that one hop; anything else after `claim_now`."""
+        sink = cls(path, None, durable)
+        sink._deferred = (skip_if_there, checked)
+        return sink
+
+    async def claim_now(self) -> Found | None:
+        """Claim a deferred `.part` now: None once it is ours (or was already), else what
+        stands in the way (another transfer holds it; the final file appeared)."""
+        if self._deferred is None:
+            return None
+        skip_if_there, checked = self._deferred
+        work = asyncio.to_thread(_claim, self.part, self.path, None, skip_if_there, checked)
+        claim, cancelled = await uninterrupted(work)
+        if isinstance(claim, Claim):  # recorded before a cancellation is raised: released
+            self._deferred, self._fd, self.there = None, claim.fd, claim.there
+        if cancelled:
+            raise asyncio.CancelledError
+        return claim if isinstance(claim, Found) else None
 
     @classmethod
     async def claim(
@@ -177,15 +205,28 @@ class PartFile:
         if cancelled:
             raise asyncio.CancelledError
 
-    async def write_whole(self, data: bytes | bytearray, state: PartState) -> None:
-        """A small body, complete and verified: written, renamed and unlocked in one thread hop.
+    async def write_whole(self, data: bytes | bytearray, state: PartState) -> Found | None:
+        """A small body, complete and verified: written, renamed and unlocked in one thread
+        hop (a deferred `.part` is claimed in that same hop). None when saved; else what stood
+        in the way of a deferred one, and nothing was written.
 
         Small files dominate many-file jobs, and every hop costs more than the bytes do
         (NOTES-aiohttp.md); such a body is fetched again rather than resumed."""
         await self._close_writer()
+        if self._deferred is not None:
+            skip_if_there, checked = self._deferred
+            found = await self._hop(
+                _claim_write_whole, self.part, self.path, self.meta, data, self.durable,
+                skip_if_there, checked,
+            )  # fmt: skip
+            if found is None:
+                self._deferred = None
+                self.offset, self.state, self._committed = len(data), state, True
+            return found
         fd, self._fd = self._locked(), None
         self.offset, self.state, self._committed = len(data), state, True
         await self._hop(_write_whole, fd, self.part, self.path, self.meta, data, self.durable)
+        return None
 
     async def begin_split(self, state: PartState, fresh: bool) -> None:
         """Ready for writes at any offset: a `.part` of the total size, emptied first when
@@ -219,6 +260,8 @@ class PartFile:
 
     async def restart(self) -> None:
         """Forget what the .part holds (it stays locked): the next request starts from zero."""
+        if self._deferred is not None:
+            return  # nothing written yet
         await self._close_writer()
         await self._hop(_empty, self._locked(), self.meta)
         self.offset, self.state = 0, None
@@ -328,14 +371,28 @@ def _cancelling() -> bool:
     return bool(getattr(asyncio.current_task(), "cancelling", lambda: 0)())
 
 
-async def ensure_directory(directory: Path) -> None:
-    """Create `directory` when missing; `LocalIOError` naming it when it cannot be used."""
+async def ensure_directory(directory: Path) -> bool:
+    """Create `directory` when missing; `LocalIOError` naming it when it cannot be used.
+    True when it holds nothing (or an empty working folder): then no final file can be there
+    to skip and no `.part` to resume, but what this run or a concurrent one makes."""
     try:
         await aiofiles.os.makedirs(directory, exist_ok=True)
     except OSError as exc:
         raise LocalIOError(f"cannot use directory {directory}: {exc.strerror or exc}") from None
     if not await aiofiles.os.access(directory, os.W_OK | os.X_OK):
         raise LocalIOError(f"cannot write to directory {directory}: Permission denied")
+    return await asyncio.to_thread(_holds_nothing, directory)
+
+
+def _holds_nothing(directory: Path) -> bool:
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name != WORK_DIR or not entry.is_dir(follow_symlinks=False):
+                return False
+            with os.scandir(entry.path) as inside:
+                if next(inside, None) is not None:
+                    return False
+    return True
 
 
 async def exists(path: Path) -> bool:
@@ -554,6 +611,22 @@ def _write_all_at(fd: int, data: bytes | bytearray, offset: int) -> None:
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
+
+
+def _claim_write_whole(
+    part: Path,
+    final: Path,
+    meta: Path,
+    data: bytes | bytearray,
+    durable: bool,
+    skip_if_there: bool,
+    checked: bool,
+) -> Found | None:
+    claim = _claim(part, final, None, skip_if_there, checked)
+    if isinstance(claim, Found):
+        return claim
+    _write_whole(claim.fd, part, final, meta, data, durable)
+    return None
 
 
 def _write_whole(

@@ -108,7 +108,8 @@ class Context:
     # `jobs` transfers at once, whichever way they came in (lists, single calls, streams).
     job_slot: asyncio.Semaphore
     host_slot: Callable[[str], AbstractAsyncContextManager[None]]
-    directory_ready: Callable[[], Awaitable[None]]
+    # Makes the target directory (once); True when it held nothing then.
+    directory_ready: Callable[[], Awaitable[bool]]
     emit: Callable[[Event], Awaitable[None]]
     throttle: Callable[[int], Awaitable[None]] | None = None
     ssl: ssl.SSLContext | bool = True
@@ -154,6 +155,11 @@ async def transfer(
         del ctx.inflight[key]
         if not twin.done():
             twin.cancel()  # the twins waiting run on their own
+
+
+class _AlreadyThere(BaseException):
+    """A deferred `.part` found its final file saved by another run: skipped, after all.
+    (Not an Exception: it must pass `map_errors` and the retries untouched.)"""
 
 
 def _inside(path: Path, directory: Path) -> bool:
@@ -246,8 +252,7 @@ class _Transfer:
             return await self._fetch_named_by_server(url)
         if not await self._choose_path(self._name()):
             return Outcome.SKIPPED
-        await self._fetch_to_file(url)
-        return Outcome.SAVED
+        return await self._fetch_to_file(url)
 
     # Naming ----------------------------------------------------------------------------
 
@@ -271,8 +276,7 @@ class _Transfer:
         if not await self._choose_path(suggested or self._name()):
             return Outcome.SKIPPED
         # The response is not reused: the .part an earlier run left may be resumed instead.
-        await self._fetch_to_file(url)
-        return Outcome.SAVED
+        return await self._fetch_to_file(url)
 
     async def _choose_path(self, name: str) -> bool:
         """Set `self.path` (and claim its `.part`) for `name`; False when skipped."""
@@ -282,7 +286,7 @@ class _Transfer:
             if _inside(self.job.path, self.options.directory):
                 await self.ctx.directory_ready()  # made on demand, for paths inside it too
             return await self._claim(self.job.path)
-        await self.ctx.directory_ready()
+        fresh = await self.ctx.directory_ready()
         claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
         if duplicate:  # met before in this very list, and done: fetched once
             first = self.ctx.remembered.get(self.batch, {}).get(_twin_key(self.job))
@@ -291,7 +295,39 @@ class _Transfer:
             if first is not None and first.error is not None:
                 raise first.error
             return False
-        return await self._claim(self.options.directory / claimed)
+        path = self.options.directory / claimed
+        new = self.ctx.names.last_new
+        if fresh and new and self.options.if_exists is not IfExists.RENAME:
+            # The directory held nothing when the run began, and no call of this run used this
+            # name yet: nothing to skip or resume, so no look at the disk now; the .part is
+            # claimed when it is first written.
+            self.path = path
+            self.ctx.work_dirs.add(path.parent)
+            self.sink = PartFile.deferred(
+                path,
+                skip_if_there=self.options.if_exists is IfExists.SKIP,
+                checked=path.parent in self.ctx.checked_dirs,
+                durable=self.options.fsync,
+            )
+            return True
+        return await self._claim(path)
+
+    async def _own(self, sink: Sink) -> None:
+        """Claim a deferred `.part` before its first write (other than a whole small body,
+        which `write_whole` claims itself), waiting while another transfer holds it;
+        `_AlreadyThere` when the final file appeared meanwhile (another run saved it)."""
+        if not isinstance(sink, PartFile):
+            return
+        while (found := await sink.claim_now()) is not None:
+            await self._stand_aside(found)
+        self.ctx.checked_dirs.add(sink.path.parent)
+
+    async def _stand_aside(self, found: Found) -> None:
+        if found is Found.THERE:
+            raise _AlreadyThere
+        assert self.path is not None
+        await self._say_once(f"{self.path} is being fetched by another transfer; waiting for it")
+        await asyncio.sleep(LOCK_POLL)
 
     async def _claim(self, wanted: Path) -> bool:
         """Lock the `.part` of `wanted` (or of its numbered name, with `--if-exists rename`),
@@ -340,11 +376,16 @@ class _Transfer:
 
     # Fetching --------------------------------------------------------------------------
 
-    async def _fetch_to_file(self, url: str) -> None:
-        # _claim locked this very path's .part, and kept what it found.
+    async def _fetch_to_file(self, url: str) -> Outcome:
+        # _claim locked this very path's .part, and kept what it found (or deferred it).
         assert self.sink is not None
         assert self.sink.path == self.path
-        await self._fetch(url, self.sink)
+        try:
+            await self._fetch(url, self.sink)
+        except _AlreadyThere:  # another run saved it while this one asked for it
+            self.note, self.size = "already there", 0
+            return Outcome.SKIPPED
+        return Outcome.SAVED
 
     async def _fetch(self, url: str, sink: Sink) -> None:
         try:
@@ -429,6 +470,7 @@ class _Transfer:
 
     async def _split(self, url: str, sink: PartFile, state: PartState, fresh: bool) -> bool:
         self._check_size(state.total)
+        await self._own(sink)
         await sink.begin_split(state, fresh)
         await self._announce(state.total)
         try:
@@ -526,6 +568,7 @@ class _Transfer:
         if from_zero and small and isinstance(sink, PartFile) and self.ctx.throttle is None:
             await self._receive_small(response, sink, state.total)
             return
+        await self._own(sink)
         await sink.begin(state, from_zero)
         if self.digest is not None:
             await self.digest.catch_up(sink, from_zero)
@@ -554,9 +597,10 @@ class _Transfer:
         if self.digest is not None:
             self.digest.catch_up_now(data)
             self.digest.verify()
-        await sink.write_whole(
-            data, replace(sink.state or PartState(self.job.url, None, total), total=len(data))
-        )
+        state = replace(sink.state or PartState(self.job.url, None, total), total=len(data))
+        while (found := await sink.write_whole(data, state)) is not None:
+            await self._stand_aside(found)
+        self.ctx.checked_dirs.add(sink.path.parent)
         self.size = len(data)
 
     async def _announce(self, total: int | None) -> None:

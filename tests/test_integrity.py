@@ -7,6 +7,7 @@ file), against real servers on 127.0.0.1 and real processes where signals matter
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import itertools
 import os
@@ -626,3 +627,56 @@ async def test_output_at_an_existing_directory_is_a_clear_local_error(
     assert f"cannot save {target}: it is a directory" in result.stderr
     assert files_in(tmp_path) == ["a-directory"]
     assert faulty.requests == []  # refused before asking
+
+
+# A directory that held nothing when the run began: no look at the disk before the request -----
+
+
+async def test_in_a_fresh_directory_a_file_saved_meanwhile_by_another_run_is_skipped(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """No probe before the request (nothing can be there), so the .part is claimed when the
+    body is written: the other run's file, saved while this one asked, is kept, not replaced."""
+    directory = tmp_path / "fresh"
+
+    async def other_run_finishes_first(request: web.Request) -> web.StreamResponse:
+        (directory / flat_name(str(request.url))).write_bytes(b"saved by another run")
+        return web.Response(body=b"this run's copy")
+
+    server = await serve({"/f": other_run_finishes_first})
+    (result,) = await aiowget.download([server.url("/f")], directory)
+
+    assert (result.outcome, result.note) == (Outcome.SKIPPED, "already there")
+    assert (directory / flat_name(server.url("/f"))).read_bytes() == b"saved by another run"
+    assert files_in(directory) == [flat_name(server.url("/f"))]
+
+
+async def test_in_a_fresh_directory_a_part_held_by_another_run_is_waited_for(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    directory = tmp_path / "fresh"
+    held: list[int] = []
+    notices: list[str] = []
+
+    async def other_run_holds_the_part(request: web.Request) -> web.StreamResponse:
+        final = directory / flat_name(str(request.url))
+        part = part_path(final)
+        part.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held.append(fd)
+        return web.Response(body=b"this run's copy")
+
+    def release_once_told(event: aiowget.Event) -> None:
+        if isinstance(event, aiowget.Notice):
+            notices.append(event.message)
+            (directory / flat_name(event.url)).write_bytes(b"saved by another run")
+            os.close(held.pop())  # the other run is done: its lock goes with its descriptor
+
+    server = await serve({"/f": other_run_holds_the_part})
+    (result,) = await aiowget.download([server.url("/f")], directory, on_event=release_once_told)
+
+    assert result.outcome is Outcome.SKIPPED
+    assert len(notices) == 1
+    assert "being fetched by another transfer" in notices[0]
+    assert (directory / flat_name(server.url("/f"))).read_bytes() == b"saved by another run"
