@@ -120,6 +120,8 @@ class Context:
     checked_dirs: set[Path] = field(default_factory=set)
     # The calls under way, by (URL, target): a twin call awaits the first one's result.
     inflight: dict[tuple[str, str], asyncio.Future[Result]] = field(default_factory=dict)
+    # Names given by exact paths (`path=`) in the directory: never taken for fresh ones.
+    exact_names: set[str] = field(default_factory=set)
     # By (list, URL, target): results a repeat in that list must echo (failures, renames).
     remembered: dict[int, dict[tuple[str, str], Result]] = field(default_factory=dict)
 
@@ -285,6 +287,7 @@ class _Transfer:
                 raise UsageError(f"{self.job.path}: {naming.WORK_DIR} is aiowget's working folder")
             if _inside(self.job.path, self.options.directory):
                 await self.ctx.directory_ready()  # made on demand, for paths inside it too
+                self.ctx.exact_names.add(self.job.path.name)
             return await self._claim(self.job.path)
         fresh = await self.ctx.directory_ready()
         claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
@@ -296,11 +299,11 @@ class _Transfer:
                 raise first.error
             return False
         path = self.options.directory / claimed
-        new = self.ctx.names.last_new
+        new = self.ctx.names.last_new and claimed not in self.ctx.exact_names
         if fresh and new and self.options.if_exists is not IfExists.RENAME:
             # The directory held nothing when the run began, and no call of this run used this
-            # name yet: nothing to skip or resume, so no look at the disk now; the .part is
-            # claimed when it is first written.
+            # name yet (nor an exact path): nothing to skip or resume, so no look at the disk
+            # now; the .part is claimed when it is first written.
             self.path = path
             self.ctx.work_dirs.add(path.parent)
             self.sink = PartFile.deferred(

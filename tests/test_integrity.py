@@ -680,3 +680,19 @@ async def test_in_a_fresh_directory_a_part_held_by_another_run_is_waited_for(
     assert len(notices) == 1
     assert "being fetched by another transfer" in notices[0]
     assert (directory / flat_name(server.url("/f"))).read_bytes() == b"saved by another run"
+
+
+async def test_a_name_saved_by_an_exact_path_is_not_asked_for_again(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    server = await serve({"/f/c.bin": static(b"c" * 4000)})
+    url = server.url("/f/c.bin")
+    directory = tmp_path / "fresh"
+    async with aiowget.Downloader(directory=directory, naming="basename") as dl:
+        first = await dl.download_one(url, directory / "c.bin")
+        again = await dl.download_one(url)
+
+    assert (first.outcome, again.outcome, again.note) == (
+        Outcome.SAVED, Outcome.SKIPPED, "already there",
+    )  # fmt: skip
+    assert len(server.gets()) == 1
