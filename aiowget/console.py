@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import AiowgetError, ExitStatus, LocalIOError, OutputClosedError
+from .errors import AiowgetError, ExitStatus, OutputClosedError, output_error
 from .models import Event, Finished, Notice, Outcome, Progress, Result, Retrying, Started, Tally
 from .text import printable, redact_url, shown_url
 
@@ -187,7 +187,7 @@ class ConsoleReporter:
                 self._json.write(json.dumps(record) + "\n")
                 self._json.flush()
             except OSError as exc:
-                self.output_failed = _output_error(exc)
+                self.output_failed = output_error(exc)
                 raise self.output_failed from None
 
     async def _write_json_last(self, record: dict[str, Any]) -> None:
@@ -271,12 +271,6 @@ def format_size(size: int) -> str:
             return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _output_error(exc: OSError) -> AiowgetError:
-    if isinstance(exc, BrokenPipeError):  # `--json | head -1`: nobody left to report to
-        return OutputClosedError()
-    return LocalIOError(f"cannot write to standard output: {exc.strerror or exc}")
 
 
 def _exists(path: Path) -> bool:

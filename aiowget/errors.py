@@ -16,8 +16,9 @@
     └── FileTooLargeError            exit 1   the body is larger than --max-filesize
 
 Exit statuses follow wget's (DESIGN.md). `map_errors()` is the only place where aiohttp and OS
-exceptions become these; aiohttp is imported lazily there so that importing this module stays
-cheap and free of I/O libraries.
+exceptions become these (with `output_error()` for a failed write to an output stream);
+aiohttp is imported lazily there so that importing this module stays cheap and free of I/O
+libraries.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "UsageError",
     "combine_exit_statuses",
     "map_errors",
+    "output_error",
 ]
 
 
@@ -198,6 +200,14 @@ def translate(exc: Exception) -> AiowgetError:
     if isinstance(exc, RuntimeError) and str(exc) == "Session is closed":
         return UsageError("the session given to the Downloader was closed while in use")
     return AiowgetError(_reason(exc))
+
+
+def output_error(exc: OSError, name: str = "standard output") -> LocalIOError:
+    """A failed write to an output stream (`-O -`, `--json`): its reader gone (`| head`)
+    is `OutputClosedError`; anything else (a full disk) a `LocalIOError` naming it."""
+    if isinstance(exc, BrokenPipeError):
+        return OutputClosedError()
+    return LocalIOError(f"cannot write to {name}: {exc.strerror or exc}")
 
 
 def _os_reason(exc: OSError) -> str:

@@ -39,7 +39,7 @@ import aiofiles.os
 import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
-from .errors import LocalIOError, OutputClosedError, ProtocolError
+from .errors import LocalIOError, ProtocolError, output_error
 from .models import PartState
 from .naming import WORK_DIR
 from .policy import part_matches
@@ -345,9 +345,9 @@ class StreamSink:
         work = asyncio.ensure_future(asyncio.to_thread(function, *args))
         try:
             return await asyncio.shield(work)
-        except BrokenPipeError:
+        except BrokenPipeError as exc:
             self._stuck = True  # nothing more can be flushed to a reader that is gone
-            raise OutputClosedError from None
+            raise output_error(exc) from None
         except asyncio.CancelledError:
             self._stuck = True
             # Left to finish in its thread; its error, if any, has no one left to tell.
