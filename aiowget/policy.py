@@ -28,6 +28,7 @@ from .text import printable, redact_url, scrub, shorten
 __all__ = [
     "Action",
     "ContentRange",
+    "DiskPace",
     "TokenBucket",
     "backoff",
     "basic_authorization",
@@ -520,6 +521,30 @@ class TokenBucket:
         self.stamp = now
         self.tokens -= amount
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+@dataclass
+class DiskPace:
+    """Whether a small piece of disk work (claiming a `.part`; writing a small body whole and
+    renaming it) runs right in the event loop, or in a worker thread.
+
+    On a local disk that work takes a few microseconds and a hop to a thread costs far more
+    (measured in the README's per-file budget): it runs inline while the filesystem answers
+    within `slow` seconds. One inline operation slower than that (NFS, a disk under load) sends
+    all of them to threads for `backoff` seconds, then one is tried inline again: the loop is
+    held up by at most one slow operation per `backoff`. The clock is passed in."""
+
+    slow: float = 0.002
+    backoff: float = 30.0
+    threads_until: float = float("-inf")
+
+    def inline(self, now: float) -> bool:
+        return now >= self.threads_until
+
+    def took(self, seconds: float, now: float) -> None:
+        """An inline operation ended at `now`, after `seconds`."""
+        if seconds > self.slow:
+            self.threads_until = now + self.backoff
 
 
 # Split downloads ---------------------------------------------------------------------------

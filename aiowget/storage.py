@@ -15,8 +15,11 @@ removes it; it waits and looks again. What the sidecar says is never more than t
 holds: the `.part` is emptied before a new sidecar is written, progress is saved only after
 the bytes it counts, and a `.part` that does not match its sidecar is never resumed.
 
-Every disk operation runs off the event loop and, once started, to its end: a cancellation
-that arrives meanwhile is raised after the bookkeeping has caught up with what was done.
+Every disk operation runs, once started, to its end: a cancellation that arrives meanwhile is
+raised after the bookkeeping has caught up with what was done. The per-file work of small
+files (claiming a `.part`, writing a small body whole and renaming it) runs in the event loop
+while the filesystem answers fast (`Disk`, `policy.DiskPace`); everything else, and all of it
+on a slow filesystem, in worker threads.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -42,11 +46,12 @@ from aiofiles.threadpool.binary import AsyncBufferedIOBase
 from .errors import LocalIOError, ProtocolError, output_error
 from .models import PartState
 from .naming import WORK_DIR
-from .policy import part_matches
+from .policy import DiskPace, part_matches
 
 __all__ = [
     "META_SUFFIX",
     "PART_SUFFIX",
+    "Disk",
     "Found",
     "PartFile",
     "Sink",
@@ -112,11 +117,32 @@ class Claim:
     state: PartState | None
 
 
+class Disk:
+    """Runs the small disk work of one run: in the event loop while the filesystem answers
+    fast, else in a worker thread, to its end (see `policy.DiskPace`)."""
+
+    def __init__(self, pace: DiskPace | None = None) -> None:
+        self.pace = pace if pace is not None else DiskPace()
+
+    async def run(self, function: Callable[..., T], *args: Any) -> tuple[T, bool]:
+        """`function(*args)`'s result, and whether a cancellation came meanwhile."""
+        pace = self.pace
+        start = time.monotonic()
+        if not pace.inline(start):
+            return await uninterrupted(asyncio.to_thread(function, *args))
+        try:
+            return function(*args), False
+        finally:
+            end = time.monotonic()
+            pace.took(end - start, end)
+
+
 class PartFile:
     """The locked `.part` (and sidecar) of one final path, from `claim` to `commit`/`release`."""
 
-    def __init__(self, path: Path, claim: Claim | None, durable: bool = False) -> None:
+    def __init__(self, path: Path, claim: Claim | None, disk: Disk, durable: bool = False) -> None:
         self.path = path
+        self.disk = disk
         self.durable = durable  # --fsync: the bytes, then the rename, on disk before commit ends
         self.part = part_path(path)
         self.meta = self.part.with_name(path.name + META_SUFFIX)
@@ -131,13 +157,19 @@ class PartFile:
 
     @classmethod
     def deferred(
-        cls, path: Path, *, skip_if_there: bool, checked: bool, durable: bool = False
+        cls,
+        path: Path,
+        *,
+        skip_if_there: bool,
+        checked: bool,
+        disk: Disk,
+        durable: bool = False,
     ) -> PartFile:
         """The `.part` of `path` in a directory that held nothing when the run began: nothing
         there to skip or resume, so no look at the disk before the request. It is claimed
         (locked, and the final name looked at) when it is first written: a small body with
         `write_whole`, in that one hop; anything else after `claim_now`."""
-        sink = cls(path, None, durable)
+        sink = cls(path, None, disk, durable)
         sink._deferred = (skip_if_there, checked)
         return sink
 
@@ -147,8 +179,8 @@ class PartFile:
         if self._deferred is None:
             return None
         skip_if_there, checked = self._deferred
-        work = asyncio.to_thread(_claim, self.part, self.path, None, skip_if_there, checked)
-        claim, cancelled = await uninterrupted(work)
+        work = (_claim, self.part, self.path, None, skip_if_there, checked)
+        claim, cancelled = await self.disk.run(*work)
         if isinstance(claim, Claim):  # recorded before a cancellation is raised: released
             self._deferred, self._fd, self.there = None, claim.fd, claim.there
         if cancelled:
@@ -164,6 +196,7 @@ class PartFile:
         resume: bool,
         skip_if_there: bool,
         checked: bool = False,
+        disk: Disk,
         durable: bool = False,
     ) -> PartFile | Found:
         """Lock the `.part` of `path` and look at the disk, in one hop.
@@ -173,16 +206,13 @@ class PartFile:
         sidecar is read when `resume`, and trusted only when it is for `url` and matches the
         `.part`; otherwise the transfer starts from the first byte. `checked`: the working
         folder was already found to be ours in this run (one look less per file)."""
-        part = part_path(path)
-        work = asyncio.to_thread(
-            _claim, part, path, url if resume else None, skip_if_there, checked
-        )
-        claim, cancelled = await uninterrupted(work)
+        work = (_claim, part_path(path), path, url if resume else None, skip_if_there, checked)
+        claim, cancelled = await disk.run(*work)
         if isinstance(claim, Found):
             if cancelled:
                 raise asyncio.CancelledError
             return claim
-        sink = cls(path, claim, durable)
+        sink = cls(path, claim, disk, durable)
         if cancelled:  # unlocked at once; an empty .part made just now is not left behind
             await sink.release(keep=claim.state is not None)
             raise asyncio.CancelledError
@@ -215,7 +245,7 @@ class PartFile:
         await self._close_writer()
         if self._deferred is not None:
             skip_if_there, checked = self._deferred
-            found = await self._hop(
+            found = await self._run(
                 _claim_write_whole, self.part, self.path, self.meta, data, self.durable,
                 skip_if_there, checked,
             )  # fmt: skip
@@ -225,7 +255,7 @@ class PartFile:
             return found
         fd, self._fd = self._locked(), None
         self.offset, self.state, self._committed = len(data), state, True
-        await self._hop(_write_whole, fd, self.part, self.path, self.meta, data, self.durable)
+        await self._run(_write_whole, fd, self.part, self.path, self.meta, data, self.durable)
         return None
 
     async def begin_split(self, state: PartState, fresh: bool) -> None:
@@ -290,6 +320,13 @@ class PartFile:
         if self._file is not None:
             file, self._file = self._file, None
             await self._hop_awaitable(file.close())
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """Small work: inline while the disk is fast (`Disk`)."""
+        result, cancelled = await self.disk.run(function, *args)
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
     async def _hop(self, function: Callable[..., T], *args: Any) -> T:
         return await self._hop_awaitable(asyncio.to_thread(function, *args))

@@ -76,7 +76,7 @@ from .policy import (
     without_credentials,
 )
 from .segments import FileChanged, fetch_segments
-from .storage import Found, PartFile, Sink, StreamSink, exists, uninterrupted
+from .storage import Disk, Found, PartFile, Sink, StreamSink, exists, uninterrupted
 
 __all__ = ["Context", "HeaderDeadline", "transfer"]
 
@@ -120,6 +120,8 @@ class Context:
     checked_dirs: set[Path] = field(default_factory=set)
     # The calls under way, by (URL, target): a twin call awaits the first one's result.
     inflight: dict[tuple[str, str], asyncio.Future[Result]] = field(default_factory=dict)
+    # Small disk work: inline while the filesystem answers fast.
+    disk: Disk = field(default_factory=Disk)
     # Names given by exact paths (`path=`) in the directory: never taken for fresh ones.
     exact_names: set[str] = field(default_factory=set)
     # By (list, URL, target): results a repeat in that list must echo (failures, renames).
@@ -311,6 +313,7 @@ class _Transfer:
                 skip_if_there=self.options.if_exists is IfExists.SKIP,
                 checked=path.parent in self.ctx.checked_dirs,
                 durable=self.options.fsync,
+                disk=self.ctx.disk,
             )
             return True
         return await self._claim(path)
@@ -350,6 +353,7 @@ class _Transfer:
                 skip_if_there=if_exists is IfExists.SKIP,
                 checked=path.parent in self.ctx.checked_dirs,
                 durable=self.options.fsync,
+                disk=self.ctx.disk,
             )
             if isinstance(found, PartFile):
                 self.ctx.checked_dirs.add(path.parent)

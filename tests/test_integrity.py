@@ -14,6 +14,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from aiohttp import web
 import aiowget
 from aiowget import Outcome
 from aiowget.naming import flat_name
-from aiowget.storage import part_path, url_key
+from aiowget.policy import DiskPace
+from aiowget.storage import Disk, part_path, url_key
 
 from .conftest import (
     Handler,
@@ -696,3 +698,12 @@ async def test_a_name_saved_by_an_exact_path_is_not_asked_for_again(
         Outcome.SAVED, Outcome.SKIPPED, "already there",
     )  # fmt: skip
     assert len(server.gets()) == 1
+
+
+async def test_small_disk_work_runs_in_the_loop_until_the_disk_is_slow() -> None:
+    # One slow inline operation (here: every one is, `slow=0`) sends the next to a thread.
+    disk = Disk(DiskPace(slow=0.0, backoff=3600.0))
+    first, cancelled = await disk.run(threading.current_thread)
+    second, _ = await disk.run(threading.current_thread)
+    assert (first, cancelled) == (threading.main_thread(), False)
+    assert second is not threading.main_thread()

@@ -28,6 +28,7 @@ from aiowget.models import Checksum, PartState
 from aiowget.policy import (
     Action,
     ContentRange,
+    DiskPace,
     TokenBucket,
     backoff,
     basic_authorization,
@@ -552,3 +553,22 @@ def test_a_206_to_a_request_without_range_is_a_protocol_error() -> None:
 def test_token_bucket_does_not_wait_when_the_balance_is_exactly_zero() -> None:
     bucket = TokenBucket(rate=100.0, burst=50.0, tokens=50.0, stamp=0.0)
     assert bucket.take(50, now=0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("took", "now", "inline_at"),
+    [
+        # (seconds the inline work took, when it ended) -> [(clock, inline?), ...] afterwards
+        (0.0005, 10.0, [(10.0, True), (11.0, True)]),
+        (0.002, 10.0, [(10.0, True)]),  # at the limit: still fast enough
+        (0.0021, 10.0, [(10.0, False), (39.9, False), (40.0, True)]),
+        (5.0, 10.0, [(20.0, False), (40.0, True)]),
+    ],
+)
+def test_disk_work_leaves_the_loop_for_a_while_after_one_slow_operation(
+    took: float, now: float, inline_at: list[tuple[float, bool]]
+) -> None:
+    pace = DiskPace(slow=0.002, backoff=30.0)
+    assert pace.inline(0.0)
+    pace.took(took, now)
+    assert [(clock, pace.inline(clock)) for clock, _ in inline_at] == inline_at
