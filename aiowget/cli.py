@@ -281,7 +281,8 @@ def command(
 
 
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, ExitStatus]], ExitStatus]:
-    """uvloop when installed (`aiowget[speed]`): steadier and faster reads; else asyncio's."""
+    """uvloop (a dependency wherever it builds): faster on many small files; else asyncio's.
+    The command line's choice only: the library runs on whatever loop its caller runs."""
     try:
         import uvloop
     except ImportError:

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import uvloop
 from aiohttp import web
 
-from aiowget import __version__
+from aiowget import __version__, cli
 from aiowget.naming import flat_name
 
 from .conftest import (
@@ -315,6 +316,16 @@ async def test_version() -> None:
 
     assert result.exit_code == 0
     assert result.stdout.decode().strip() == f"aiowget {__version__}"
+
+
+def test_the_command_runs_on_uvloop_and_falls_back_to_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert cli._event_loop_runner() is uvloop.run
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed: the import fails
+
+    assert cli._event_loop_runner() is asyncio.run
 
 
 # The real process: `python -m aiowget` and the `aiowget` console script, with real pipes.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import aiowget
+
+from .conftest import Server
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -32,6 +36,39 @@ def test_importing_aiowget_brings_no_io_library() -> None:
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert shown.stdout.strip() == "[]"
+
+
+# A plain program that uses the library in asyncio.run, with uvloop installed beside it.
+PLAIN_PROGRAM = """
+import asyncio, sys
+before = type(asyncio.get_event_loop_policy())
+import aiowget
+
+async def main():
+    results = await aiowget.download([sys.argv[1]], directory=sys.argv[2])
+    return type(asyncio.get_running_loop()), len(results) - len(results.failed)
+
+loop, saved = asyncio.run(main())
+after = type(asyncio.get_event_loop_policy())
+print(before is after, loop.__module__.split(".")[0], saved)
+"""
+
+
+async def test_the_library_leaves_the_event_loop_policy_alone(
+    files_server: Server, tmp_path: Path
+) -> None:
+    """uvloop is a dependency for the command line; the caller's loop is the caller's."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PLAIN_PROGRAM,
+        files_server.url("/files/f1.bin"),
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    shown, _ = await process.communicate()
+
+    assert shown.decode().split() == ["True", "asyncio", "1"]
 
 
 def test_every_error_is_an_aiowget_error() -> None:
