@@ -1,11 +1,14 @@
-"""The command line: flags -> `Options`, `asyncio.run`, exit status. Nothing else."""
+"""The command line: flags -> `Options`, `asyncio.run`, exit status. Nothing else.
 
-import asyncio
+Start-up: `--help` imports typer and the models, nothing more. asyncio, the console, the
+parsers and the engine are imported by the functions of a run, where they are first needed
+(each costs --help a few milliseconds; tests/test_public_api.py holds the list).
+"""
+
 import dataclasses
 import functools
 import importlib.util
 import itertools
-import json
 import os
 import signal
 import stat
@@ -14,6 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import fields
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -21,13 +25,12 @@ import typer
 import typer.core
 
 from ._version import __version__
-from .console import ConsoleReporter, ProgressMode, summary_record
 from .errors import AiowgetError, ExitStatus, LocalIOError, OutputClosedError, UsageError
 from .models import DEFAULT_USER_AGENT, STDIN, Checksum, IfExists, Job, Naming, Options, Tally
-from .policy import parse_header, parse_rate, parse_size
 from .text import shorten
 
 if TYPE_CHECKING:
+    from .console import ConsoleReporter, ProgressMode
     from .inputfile import InputFile
 
 __all__ = ["app", "main"]
@@ -55,6 +58,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class _Progress(str, Enum):
+    """--progress's choices: the console's `ProgressMode`, spelled again here so that --help
+    need not import the console (and asyncio with it); a test keeps the two in step."""
+
+    AUTO = "auto"
+    BAR = "bar"
+    PLAIN = "plain"
+    NONE = "none"
 
 
 def _version(value: bool) -> None:
@@ -210,8 +223,8 @@ def command(
         ),
     ] = None,
     progress: Annotated[
-        ProgressMode, typer.Option(help="Bars on a terminal, plain lines elsewhere.")
-    ] = ProgressMode.AUTO,
+        _Progress, typer.Option(help="Bars on a terminal, plain lines elsewhere.")
+    ] = _Progress.AUTO,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object per URL on stdout, then a summary.")
     ] = False,
@@ -223,6 +236,9 @@ def command(
         ),
     ] = False,
 ) -> None:
+    from .console import ConsoleReporter
+    from .policy import parse_header, parse_rate, parse_size
+
     urls = urls or []
     try:
         options = Options(
@@ -283,6 +299,8 @@ def command(
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, ExitStatus]], ExitStatus]:
     """uvloop (a dependency wherever it builds): faster on many small files; else asyncio's.
     The command line's choice only: the library runs on whatever loop its caller runs."""
+    import asyncio
+
     try:
         import uvloop
     except ImportError:
@@ -327,10 +345,12 @@ def _run_on_dask(
     return int(report.exit_status)
 
 
-def _mode(progress: ProgressMode) -> ProgressMode:
-    if progress is ProgressMode.AUTO:
+def _mode(progress: _Progress) -> "ProgressMode":
+    from .console import ProgressMode
+
+    if progress is _Progress.AUTO:
         return ProgressMode.BAR if sys.stderr.isatty() else ProgressMode.PLAIN
-    return progress
+    return ProgressMode(progress.value)
 
 
 def _password(given: str | None, file: Path | None) -> str:
@@ -369,6 +389,10 @@ def _say(line: str) -> None:
 def _fail(error: AiowgetError, json_output: bool = False) -> NoReturn:
     _say(f"aiowget: {error}")
     if json_output:  # the stream always ends with a summary carrying the exit status
+        import json
+
+        from .console import summary_record
+
         record = summary_record(Tally(), 0.0)
         record.update(error=str(error), exit_code=int(error.exit_status))
         with suppress(OSError):
@@ -377,10 +401,12 @@ def _fail(error: AiowgetError, json_output: bool = False) -> NoReturn:
 
 
 async def _interruptible(
-    run: Coroutine[Any, Any, ExitStatus], reporter: ConsoleReporter
+    run: Coroutine[Any, Any, ExitStatus], reporter: "ConsoleReporter"
 ) -> ExitStatus:
     """`run`, stopped cleanly by SIGINT or SIGTERM: transfers are cancelled (keeping their
     resumable .part files), what was unfinished is said, and the status is 130."""
+    import asyncio
+
     task: asyncio.Future[ExitStatus] = asyncio.ensure_future(run)
     interrupted = False
 
@@ -447,9 +473,10 @@ async def _run(
     input_file: str | None,
     output: str | None,
     options: Options,
-    reporter: ConsoleReporter,
+    reporter: "ConsoleReporter",
 ) -> ExitStatus:
-    # The engine (aiohttp) is imported here, not at start-up: --help and --version do without.
+    import asyncio
+
     from .downloader import Downloader
     from .inputfile import InputFile
 
@@ -496,7 +523,7 @@ def _is_device(path: str) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
-def _with_output(reporter: ConsoleReporter, status: ExitStatus) -> ExitStatus:
+def _with_output(reporter: "ConsoleReporter", status: ExitStatus) -> ExitStatus:
     """`status`, unless stdout could not be written (exit 3: its reader left, quietly, or
     a full disk, said once)."""
     failure = reporter.output_failed
@@ -518,7 +545,7 @@ def _drop_stdout() -> None:
 
 
 async def _jobs(
-    jobs: list[Job], source: "InputFile | None", reporter: ConsoleReporter
+    jobs: list[Job], source: "InputFile | None", reporter: "ConsoleReporter"
 ) -> AsyncIterator[Job]:
     """The jobs of the command line, then of the input; each one, once taken by a worker,
     is under way for the reporter (listed as unfinished on Ctrl-C)."""

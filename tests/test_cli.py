@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import uvloop
 from aiohttp import web
 
 from aiowget import __version__, cli
+from aiowget.console import ProgressMode
 from aiowget.naming import flat_name
 
 from .conftest import (
@@ -316,6 +318,37 @@ async def test_version() -> None:
 
     assert result.exit_code == 0
     assert result.stdout.decode().strip() == f"aiowget {__version__}"
+
+
+async def test_version_alone_is_answered_before_the_command_line_and_says_the_same() -> None:
+    alone = await run_process("--version")
+    among_flags = await run_process("-q", "--version")
+
+    assert (alone.exit_code, alone.stderr) == (0, "")
+    assert alone.stdout == among_flags.stdout == f"aiowget {__version__}\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("redirect", "status", "said"),
+    [
+        (">/dev/full", 3, "aiowget: cannot write to standard output: No space left on device\n"),
+        (">&-", 0, ""),  # closed: as if /dev/null, as a run takes it
+    ],
+)
+async def test_version_into_a_failing_stdout_is_what_a_run_makes_of_it(
+    redirect: str, status: int, said: str
+) -> None:
+    process = await asyncio.create_subprocess_shell(
+        f"{shlex.quote(sys.executable)} -m aiowget --version {redirect}",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+
+    assert (process.returncode, stderr.decode()) == (status, said)
+
+
+def test_progress_choices_are_the_console_modes() -> None:
+    assert [m.value for m in cli._Progress] == [m.value for m in ProgressMode]
 
 
 def test_the_command_runs_on_uvloop_and_falls_back_to_asyncio(

@@ -71,6 +71,46 @@ async def test_the_library_leaves_the_event_loop_policy_alone(
     assert shown.decode().split() == ["True", "asyncio", "1"]
 
 
+# The `aiowget` command as its console script runs it, reporting the modules it imported as
+# it exits (on stderr, one a line).
+STARTUP = """
+import os, sys
+exit_now = os._exit
+def exit_with_report(status):
+    sys.stdout.flush()
+    os.write(2, "\\n".join(sorted(sys.modules)).encode())
+    exit_now(status)
+os._exit = exit_with_report
+sys.argv[0] = "aiowget"
+from aiowget.__main__ import main
+main()
+"""
+
+# Start-up (issue #15): the I/O libraries, rich, the engine, and what only a run needs.
+NOT_FOR_HELP = {"aiohttp", "aiofiles", "rich", "asyncio", "uvloop", "json", "ssl"} | {
+    f"aiowget.{name}" for name in ("downloader", "transfer", "storage", "console", "policy")
+}
+
+
+@pytest.mark.parametrize(
+    ("flag", "not_imported"),
+    [
+        ("--version", NOT_FOR_HELP | {"typer", "aiowget.cli"}),
+        ("--help", NOT_FOR_HELP),
+        ("-h", NOT_FOR_HELP),
+    ],
+)
+def test_version_and_help_import_only_what_they_print(flag: str, not_imported: set[str]) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c", STARTUP, flag], capture_output=True, text=True, check=True
+    )
+    imported = set(shown.stderr.splitlines())
+
+    assert "aiowget" in shown.stdout
+    assert "aiowget._version" in imported
+    assert imported.isdisjoint(not_imported), imported & not_imported
+
+
 def test_every_error_is_an_aiowget_error() -> None:
     errors = [getattr(aiowget, n) for n in aiowget.__all__ if n.endswith("Error")]
 
