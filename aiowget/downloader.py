@@ -14,7 +14,6 @@ import inspect
 import os
 import ssl
 import time
-import types
 import urllib.request
 from collections.abc import (
     AsyncGenerator,
@@ -40,7 +39,7 @@ from .naming import NameRegistry
 from .policy import TokenBucket, bypasses_proxy
 from .storage import ensure_directory, remove_empty_work_dirs
 from .text import printable
-from .transfer import Context, HeaderDeadline, transfer
+from .transfer import Context, WatchedRequest, request_timeouts, transfer
 
 __all__ = ["Downloader", "JobSource", "download"]
 
@@ -124,6 +123,7 @@ class Downloader:
             throttle=_RateLimit(options.limit_rate) if options.limit_rate else None,
             ssl=tls,
             proxy_for=proxy_for,
+            timeouts=request_timeouts(options),
         )
         return self
 
@@ -474,34 +474,11 @@ def _proxy_chooser(explicit: str | None) -> Callable[[str], str | None]:
 
 def _new_session() -> aiohttp.ClientSession:
     # Concurrency is bounded by the workers and the per-host slots, not by the connector.
-    trace = aiohttp.TraceConfig()
-    trace.on_request_headers_sent.append(_request_sent)
-    trace.on_connection_reuseconn.append(_connection_reused)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, timeout_ceil_threshold=float("inf")),
-        trace_configs=[trace],
+        request_class=WatchedRequest,  # tells each request's HeaderDeadline when it went out
     )
     # aiohttp sends a GET once more, unasked, after a disconnect: `-t 0` must be one request,
     # and `attempts` what the server saw. (Private; tests/test_hostile.py would notice.)
     session._retry_connection = False
     return session
-
-
-async def _request_sent(
-    session: aiohttp.ClientSession,
-    context: types.SimpleNamespace,
-    params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    deadline = context.trace_request_ctx
-    if isinstance(deadline, HeaderDeadline):
-        deadline.sent()
-
-
-async def _connection_reused(
-    session: aiohttp.ClientSession,
-    context: types.SimpleNamespace,
-    params: aiohttp.TraceConnectionReuseconnParams,
-) -> None:
-    deadline = context.trace_request_ctx
-    if isinstance(deadline, HeaderDeadline):
-        deadline.reused = True

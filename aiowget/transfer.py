@@ -14,12 +14,14 @@ import os
 import random
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -78,7 +80,7 @@ from .policy import (
 from .segments import FileChanged, fetch_segments
 from .storage import Disk, Found, PartFile, Sink, StreamSink, exists, uninterrupted
 
-__all__ = ["Context", "HeaderDeadline", "transfer"]
+__all__ = ["Context", "HeaderDeadline", "WatchedRequest", "request_timeouts", "transfer"]
 
 # Network chunks are gathered into writes of about this size: every aiofiles call is a hop to
 # a worker thread, and small writes cost more in hops than in bytes (NOTES-aiohttp.md).
@@ -120,6 +122,8 @@ class Context:
     checked_dirs: set[Path] = field(default_factory=set)
     # The calls under way, by (URL, target): a twin call awaits the first one's result.
     inflight: dict[tuple[str, str], asyncio.Future[Result]] = field(default_factory=dict)
+    # aiohttp's timeouts of every request (`request_timeouts`).
+    timeouts: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
     # Small disk work: inline while the filesystem answers fast.
     disk: Disk = field(default_factory=Disk)
     # Names given by exact paths (`path=`) in the directory: never taken for fresh ones.
@@ -159,6 +163,16 @@ async def transfer(
         del ctx.inflight[key]
         if not twin.done():
             twin.cancel()  # the twins waiting run on their own
+
+
+def request_timeouts(options: Options) -> aiohttp.ClientTimeout:
+    """No total timeout: a long but steady transfer must never be cut (aiohttp #2249)."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        sock_connect=options.connect_timeout,
+        sock_read=options.timeout,
+        ceil_threshold=_NEVER_ROUNDED,  # `--connect-timeout 7` means 7, not up to 8
+    )
 
 
 class _AlreadyThere(BaseException):
@@ -724,26 +738,22 @@ class _Transfer:
     async def _request(
         self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
     ) -> aiohttp.ClientResponse:
-        options = self.options
-        return await self.ctx.session.get(
-            # A pasted space is %20 everywhere, as wget and browsers send it (yarl would make
-            # it `+` in a query); non-ASCII is percent-encoded as UTF-8 by yarl.
-            hop.url.replace(" ", "%20"),
-            headers=self._headers(hop.url, extra, hop),
-            proxy=self.ctx.proxy_for(hop.url),
-            ssl=self.ctx.ssl,
-            allow_redirects=False,
-            auto_decompress=False,
-            raise_for_status=False,  # statuses are aiowget's to judge, whatever the session says
-            # No total timeout: a long but steady transfer must never be cut (aiohttp #2249).
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=options.connect_timeout,
-                sock_read=options.timeout,
-                ceil_threshold=_NEVER_ROUNDED,  # `--connect-timeout 7` means 7, not up to 8
-            ),
-            trace_request_ctx=deadline,  # told by the session's trace: sent, connection reused
-        )
+        sending = _sending.set(deadline)  # told by aiowget's session: sent, connection reused
+        try:
+            return await self.ctx.session.get(
+                # A pasted space is %20 everywhere, as wget and browsers send it (yarl would make
+                # it `+` in a query); non-ASCII is percent-encoded as UTF-8 by yarl.
+                hop.url.replace(" ", "%20"),
+                headers=self._headers(hop.url, extra, hop),
+                proxy=self.ctx.proxy_for(hop.url),
+                ssl=self.ctx.ssl,
+                allow_redirects=False,
+                auto_decompress=False,
+                raise_for_status=False,  # statuses are aiowget's, whatever the session says
+                timeout=self.ctx.timeouts,
+            )
+        finally:
+            _sending.reset(sending)
 
 
 class Watchdog:
@@ -800,8 +810,8 @@ class HeaderDeadline(Watchdog):
     """The status lines and headers of a request (and its redirects) within `-T` seconds of
     the first request going out: a deadline, not a silence timer, so a server trickling its
     headers cannot hold a transfer. Until a request is sent (connecting, a proxy's CONNECT,
-    TLS) it runs for the connect timeout plus `-T`; aiowget's own session has a trace that
-    says when the request went out, and restarts it then for `-T`."""
+    TLS) it runs for the connect timeout plus `-T`; aiowget's own session says when the
+    request went out (`WatchedRequest`), and it restarts then for `-T`."""
 
     def __init__(self, seconds: float | None, connect: float | None) -> None:
         super().__init__()
@@ -824,6 +834,30 @@ class HeaderDeadline(Watchdog):
 
     def _reason_text(self) -> str:
         return f"no response headers within {self._seconds:g} s"
+
+
+# The header deadline of the request the current task is sending.
+_sending: ContextVar[HeaderDeadline | None] = ContextVar("aiowget_sending", default=None)
+
+
+class WatchedRequest(aiohttp.ClientRequest):
+    """The requests of aiowget's own session: each tells the `HeaderDeadline` of the task
+    sending it whether it went on a pooled connection, and when it went out. (A trace config
+    did this at about 20 µs a request, for signals and parameters nobody else reads.)"""
+
+    _carried: ClassVar[weakref.WeakSet[object]] = weakref.WeakSet()  # connections that carried one
+
+    async def send(self, conn: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        deadline = _sending.get()
+        if deadline is None:
+            return await super().send(conn)
+        protocol = conn.protocol
+        deadline.reused = protocol in self._carried
+        if protocol is not None:
+            self._carried.add(protocol)
+        response = await super().send(conn)  # a GET's headers are written by now
+        deadline.sent()
+        return response
 
 
 def _total(response: aiohttp.ClientResponse) -> int | None:
