@@ -529,22 +529,28 @@ class DiskPace:
     renaming it) runs right in the event loop, or in a worker thread.
 
     On a local disk that work takes a few microseconds and a hop to a thread costs far more
-    (measured in the README's per-file budget): it runs inline while the filesystem answers
-    within `slow` seconds. One inline operation slower than that (NFS, a disk under load) sends
-    all of them to threads for `backoff` seconds, then one is tried inline again: the loop is
-    held up by at most one slow operation per `backoff`. The clock is passed in."""
+    (the README's per-file budget): it runs inline while the filesystem answers fast. Slow is
+    `strikes` inline operations in a row over `slow` seconds (one alone may be the process
+    being descheduled on a busy machine), or one over `very_slow`: then all of it goes to
+    threads for `backoff` seconds, and is tried inline again after. On NFS or a disk under
+    load, the loop is held up by a few slow operations per `backoff`. The clock is passed in."""
 
     slow: float = 0.002
+    very_slow: float = 0.02
+    strikes: int = 3
     backoff: float = 30.0
     threads_until: float = float("-inf")
+    slow_in_a_row: int = 0
 
     def inline(self, now: float) -> bool:
         return now >= self.threads_until
 
     def took(self, seconds: float, now: float) -> None:
         """An inline operation ended at `now`, after `seconds`."""
-        if seconds > self.slow:
+        self.slow_in_a_row = self.slow_in_a_row + 1 if seconds > self.slow else 0
+        if self.slow_in_a_row >= self.strikes or seconds > self.very_slow:
             self.threads_until = now + self.backoff
+            self.slow_in_a_row = 0
 
 
 # Split downloads ---------------------------------------------------------------------------

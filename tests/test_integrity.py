@@ -701,8 +701,8 @@ async def test_a_name_saved_by_an_exact_path_is_not_asked_for_again(
 
 
 async def test_small_disk_work_runs_in_the_loop_until_the_disk_is_slow() -> None:
-    # One slow inline operation (here: every one is, `slow=0`) sends the next to a thread.
-    disk = Disk(DiskPace(slow=0.0, backoff=3600.0))
+    # A slow inline operation (here: every one is) sends the next to a thread.
+    disk = Disk(DiskPace(very_slow=0.0, backoff=3600.0))
     first, cancelled = await disk.run(threading.current_thread)
     second, _ = await disk.run(threading.current_thread)
     assert (first, cancelled) == (threading.main_thread(), False)

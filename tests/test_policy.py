@@ -556,19 +556,32 @@ def test_token_bucket_does_not_wait_when_the_balance_is_exactly_zero() -> None:
 
 
 @pytest.mark.parametrize(
-    ("took", "now", "inline_at"),
+    ("took", "inline_after"),
     [
-        # (seconds the inline work took, when it ended) -> [(clock, inline?), ...] afterwards
-        (0.0005, 10.0, [(10.0, True), (11.0, True)]),
-        (0.002, 10.0, [(10.0, True)]),  # at the limit: still fast enough
-        (0.0021, 10.0, [(10.0, False), (39.9, False), (40.0, True)]),
-        (5.0, 10.0, [(20.0, False), (40.0, True)]),
+        # seconds each inline operation took -> whether the next runs inline, after each
+        ([0.0005, 0.0005, 0.0005], [True, True, True]),
+        ([0.002, 0.002, 0.002], [True, True, True]),  # at the limit: fast enough
+        ([0.003, 0.003, 0.003], [True, True, False]),  # three slow in a row
+        ([0.003, 0.001, 0.003, 0.003], [True, True, True, True]),  # one fast: count again
+        ([0.021], [False]),  # one very slow is enough
+        ([0.02], [True]),
     ],
 )
-def test_disk_work_leaves_the_loop_for_a_while_after_one_slow_operation(
-    took: float, now: float, inline_at: list[tuple[float, bool]]
+def test_disk_work_leaves_the_loop_after_slow_operations(
+    took: list[float], inline_after: list[bool]
 ) -> None:
-    pace = DiskPace(slow=0.002, backoff=30.0)
+    pace = DiskPace(slow=0.002, very_slow=0.02, strikes=3, backoff=30.0)
     assert pace.inline(0.0)
-    pace.took(took, now)
-    assert [(clock, pace.inline(clock)) for clock, _ in inline_at] == inline_at
+    seen = []
+    for seconds in took:
+        pace.took(seconds, now=10.0)
+        seen.append(pace.inline(10.0))
+    assert seen == inline_after
+
+
+def test_disk_work_tries_the_loop_again_after_the_backoff() -> None:
+    pace = DiskPace(very_slow=0.02, backoff=30.0)
+    pace.took(1.0, now=10.0)
+    assert [pace.inline(t) for t in (10.0, 39.9, 40.0)] == [False, False, True]
+    pace.took(0.001, now=40.0)  # fast again: stays
+    assert pace.inline(100.0)
