@@ -93,7 +93,7 @@ class ConsoleReporter:
         line = self._line(event)
         if line is not None:
             await self.write(line)
-        if isinstance(event, Finished):
+        if isinstance(event, Finished) and self._json is not None:
             await self._write_json(result_record(event.result))
 
     async def write(self, line: str) -> None:

@@ -24,7 +24,14 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from contextlib import aclosing, asynccontextmanager, contextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    aclosing,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -248,6 +255,8 @@ class Downloader:
             # Its error is every waiter's; if the one that started it was cancelled, nobody's.
             made.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._directory = made
+        elif self._directory.done() and not self._directory.cancelled():
+            return self._directory.result()  # the usual case: made long ago
         return await asyncio.shield(self._directory)
 
 
@@ -359,19 +368,40 @@ class _Source:
         self._error: BaseException | None = None
 
     async def next(self) -> tuple[int, Job] | None:
+        if self._async is None:  # a plain iterable is read without a pause: no lock needed
+            return self._next()
         async with self._lock:
-            if self._done:
-                return None
-            try:
-                item = await anext(self._async) if self._async else next(self._sync)  # type: ignore[arg-type]
-            except (StopIteration, StopAsyncIteration):
-                self._done = True
-                return None
-            except Exception as exc:
-                self._done, self._error = True, exc
-                return None
-            self._count += 1
-            return self._count - 1, _as_job(item)
+            return await self._anext(self._async)
+
+    def _next(self) -> tuple[int, Job] | None:
+        if self._done:
+            return None
+        try:
+            item = next(self._sync)  # type: ignore[arg-type]
+        except StopIteration:
+            self._done = True
+            return None
+        except Exception as exc:
+            self._done, self._error = True, exc
+            return None
+        return self._counted(item)
+
+    async def _anext(self, jobs: AsyncIterator[object]) -> tuple[int, Job] | None:
+        if self._done:
+            return None
+        try:
+            item = await anext(jobs)
+        except StopAsyncIteration:
+            self._done = True
+            return None
+        except Exception as exc:
+            self._done, self._error = True, exc
+            return None
+        return self._counted(item)
+
+    def _counted(self, item: object) -> tuple[int, Job]:
+        self._count += 1
+        return self._count - 1, _as_job(item)
 
     def raise_error(self) -> None:
         if self._error is not None:
@@ -404,11 +434,12 @@ class _HostLimiter:
         self._limit = limit
         self._hosts: dict[str, _HostSlots] = {}
 
+    def slot(self, key: str) -> AbstractAsyncContextManager[None]:
+        return _UNLIMITED if self._limit is None else self._limited(key)
+
     @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
-        if self._limit is None:
-            yield
-            return
+    async def _limited(self, key: str) -> AsyncIterator[None]:
+        assert self._limit is not None
         host = self._hosts.setdefault(key, _HostSlots(asyncio.Semaphore(self._limit)))
         host.users += 1
         try:
@@ -418,6 +449,9 @@ class _HostLimiter:
             host.users -= 1
             if not host.users:
                 del self._hosts[key]  # forget idle hosts: memory stays flat over long lists
+
+
+_UNLIMITED: AbstractAsyncContextManager[None] = nullcontext()
 
 
 class _RateLimit:

@@ -96,6 +96,8 @@ RENAMED = "saved under a new name:"
 _LIMITED_READ = 1 << 16
 # aiohttp rounds timeouts of this many seconds or more up to a whole second: never.
 _NEVER_ROUNDED = float("inf")
+# A timer may ring this much before its time (the loop's clock resolution and rounding).
+_EARLY = 0.001
 # The window of --lowest-speed when -T is infinite.
 _LOWEST_SPEED_WINDOW = 60.0
 
@@ -618,7 +620,8 @@ class _Transfer:
         if self.digest is not None:
             self.digest.catch_up_now(data)
             self.digest.verify()
-        state = replace(sink.state or PartState(self.job.url, None, total), total=len(data))
+        validator = sink.state.validator if sink.state is not None else None
+        state = PartState(self.job.url, validator, len(data))
         while (found := await sink.write_whole(data, state)) is not None:
             await self._stand_aside(found)
         self.ctx.checked_dirs.add(sink.path.parent)
@@ -817,23 +820,33 @@ class HeaderDeadline(Watchdog):
         super().__init__()
         self._seconds = seconds
         self._connect = connect or 0.0
-        self._sent = False
-        self.reused = False  # the trace says: this request went on a pooled connection
+        self._start = 0.0
+        self._due: float | None = None  # once the first request went out: `-T` from then
+        self.reused = False  # `WatchedRequest` says: this request went on a pooled connection
 
     async def __aenter__(self) -> HeaderDeadline:
         await super().__aenter__()
         if self._seconds is not None:
-            self.arm(self._connect + self._seconds, self._reason_text())
+            loop = asyncio.get_running_loop()
+            self._start = loop.time()
+            # The earliest it can be due; when it rings, it sleeps on until the real deadline
+            # (one timer per chain, usually never rung, rather than one more per request).
+            self._timer = loop.call_at(self._start + self._seconds, self._expire)
         return self
 
     def sent(self) -> None:
-        """The first request went out (a trace callback): `-T` from now."""
-        if self._seconds is not None and not self._sent:
-            self._sent = True
-            self.arm(self._seconds, self._reason_text())
+        """The first request went out: `-T` from now."""
+        if self._seconds is not None and self._due is None:
+            self._due = asyncio.get_running_loop().time() + self._seconds
 
-    def _reason_text(self) -> str:
-        return f"no response headers within {self._seconds:g} s"
+    def _expire(self) -> None:
+        assert self._seconds is not None
+        loop = asyncio.get_running_loop()
+        due = self._due if self._due is not None else self._start + self._connect + self._seconds
+        if loop.time() < due - _EARLY:
+            self._timer = loop.call_at(due, self._expire)
+        else:
+            self.fire(f"no response headers within {self._seconds:g} s")
 
 
 # The header deadline of the request the current task is sending.
