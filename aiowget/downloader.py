@@ -42,7 +42,7 @@ import yarl
 
 from .errors import UsageError
 from .models import Event, Job, Options, Result, Results, checked_proxy, path_option
-from .naming import NameRegistry
+from .naming import WORK_DIR, NameRegistry
 from .policy import TokenBucket, bypasses_proxy
 from .storage import ensure_directory, remove_empty_work_dirs
 from .text import printable
@@ -131,6 +131,7 @@ class Downloader:
             ssl=tls,
             proxy_for=proxy_for,
             timeouts=request_timeouts(options),
+            work_dir=options.directory / WORK_DIR,
         )
         return self
 

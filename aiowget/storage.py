@@ -140,12 +140,22 @@ class Disk:
 class PartFile:
     """The locked `.part` (and sidecar) of one final path, from `claim` to `commit`/`release`."""
 
-    def __init__(self, path: Path, claim: Claim | None, disk: Disk, durable: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        claim: Claim | None,
+        disk: Disk,
+        durable: bool = False,
+        work: Path | None = None,
+    ) -> None:
         self.path = path
         self.disk = disk
         self.durable = durable  # --fsync: the bytes, then the rename, on disk before commit ends
-        self.part = part_path(path)
-        self.meta = self.part.with_name(path.name + META_SUFFIX)
+        # The working folder beside `path` (given when known: one Path less per file).
+        work = path.parent / WORK_DIR if work is None else work
+        name = path.name
+        self.part = work / (name + PART_SUFFIX)
+        self.meta = work / (name + META_SUFFIX)
         self.there = claim.there if claim else False
         self.offset = claim.size if claim and claim.state is not None else 0
         self.state = claim.state if claim else None
@@ -164,12 +174,13 @@ class PartFile:
         checked: bool,
         disk: Disk,
         durable: bool = False,
+        work: Path | None = None,
     ) -> PartFile:
         """The `.part` of `path` in a directory that held nothing when the run began: nothing
         there to skip or resume, so no look at the disk before the request. It is claimed
         (locked, and the final name looked at) when it is first written: a small body with
         `write_whole`, in that one hop; anything else after `claim_now`."""
-        sink = cls(path, None, disk, durable)
+        sink = cls(path, None, disk, durable, work)
         sink._deferred = (skip_if_there, checked)
         return sink
 
@@ -179,8 +190,8 @@ class PartFile:
         if self._deferred is None:
             return None
         skip_if_there, checked = self._deferred
-        work = (_claim, self.part, self.path, None, skip_if_there, checked)
-        claim, cancelled = await self.disk.run(*work)
+        look = (_claim, self.part, self.meta, self.path, None, skip_if_there, checked)
+        claim, cancelled = await self.disk.run(*look)
         if isinstance(claim, Claim):  # recorded before a cancellation is raised: released
             self._deferred, self._fd, self.there = None, claim.fd, claim.there
         if cancelled:
@@ -198,6 +209,7 @@ class PartFile:
         checked: bool = False,
         disk: Disk,
         durable: bool = False,
+        work: Path | None = None,
     ) -> PartFile | Found:
         """Lock the `.part` of `path` and look at the disk, in one hop.
 
@@ -205,14 +217,17 @@ class PartFile:
         the final file is there (before or after the lock: then nothing is left behind). The
         sidecar is read when `resume`, and trusted only when it is for `url` and matches the
         `.part`; otherwise the transfer starts from the first byte. `checked`: the working
-        folder was already found to be ours in this run (one look less per file)."""
-        work = (_claim, part_path(path), path, url if resume else None, skip_if_there, checked)
-        claim, cancelled = await disk.run(*work)
+        folder was already found to be ours in this run (one look less per file); `work`:
+        the working folder, when known."""
+        work = path.parent / WORK_DIR if work is None else work
+        part, meta = work / (path.name + PART_SUFFIX), work / (path.name + META_SUFFIX)
+        look = (_claim, part, meta, path, url if resume else None, skip_if_there, checked)
+        claim, cancelled = await disk.run(*look)
         if isinstance(claim, Found):
             if cancelled:
                 raise asyncio.CancelledError
             return claim
-        sink = cls(path, claim, disk, durable)
+        sink = cls(path, claim, disk, durable, work)
         if cancelled:  # unlocked at once; an empty .part made just now is not left behind
             await sink.release(keep=claim.state is not None)
             raise asyncio.CancelledError
@@ -467,7 +482,7 @@ async def uninterrupted(work: Awaitable[T]) -> tuple[T, bool]:
 
 
 def _claim(
-    part: Path, final: Path, url: str | None, skip_if_there: bool, checked: bool
+    part: Path, meta: Path, final: Path, url: str | None, skip_if_there: bool, checked: bool
 ) -> Claim | Found:
     if _final_there(final) and skip_if_there:
         return Found.THERE  # the usual rerun: nothing created, nothing locked
@@ -476,7 +491,6 @@ def _claim(
     fd = _open_locked(part)
     if fd is None:
         return Found.BUSY
-    meta = part.with_name(final.name + META_SUFFIX)
     try:
         there = os.path.lexists(final)
         if there and skip_if_there:  # another run finished it meanwhile
@@ -659,7 +673,7 @@ def _claim_write_whole(
     skip_if_there: bool,
     checked: bool,
 ) -> Found | None:
-    claim = _claim(part, final, None, skip_if_there, checked)
+    claim = _claim(part, meta, final, None, skip_if_there, checked)
     if isinstance(claim, Found):
         return claim
     _write_whole(claim.fd, part, final, meta, data, durable)

@@ -126,6 +126,8 @@ class Context:
     inflight: dict[tuple[str, str], asyncio.Future[Result]] = field(default_factory=dict)
     # aiohttp's timeouts of every request (`request_timeouts`).
     timeouts: aiohttp.ClientTimeout = field(default_factory=aiohttp.ClientTimeout)
+    # The working folder of `options.directory` (`DIR/.aiowget`).
+    work_dir: Path | None = None
     # Small disk work: inline while the filesystem answers fast.
     disk: Disk = field(default_factory=Disk)
     # Names given by exact paths (`path=`) in the directory: never taken for fresh ones.
@@ -227,6 +229,7 @@ class _Transfer:
         self.batch = batch
         self.options = ctx.options
         self.path: Path | None = job.path
+        self.folder: Path | None = None  # the path's directory, once chosen
         self.status: int | None = None
         self.size = 0
         self.note = ""
@@ -316,20 +319,22 @@ class _Transfer:
             if first is not None and first.error is not None:
                 raise first.error
             return False
-        path = self.options.directory / claimed
+        directory = self.options.directory
+        path = directory / claimed
         new = self.ctx.names.last_new and claimed not in self.ctx.exact_names
         if fresh and new and self.options.if_exists is not IfExists.RENAME:
             # The directory held nothing when the run began, and no call of this run used this
             # name yet (nor an exact path): nothing to skip or resume, so no look at the disk
             # now; the .part is claimed when it is first written.
-            self.path = path
-            self.ctx.work_dirs.add(path.parent)
+            self.path, self.folder = path, directory
+            self.ctx.work_dirs.add(directory)
             self.sink = PartFile.deferred(
                 path,
                 skip_if_there=self.options.if_exists is IfExists.SKIP,
-                checked=path.parent in self.ctx.checked_dirs,
+                checked=directory in self.ctx.checked_dirs,
                 durable=self.options.fsync,
                 disk=self.ctx.disk,
+                work=self.ctx.work_dir,
             )
             return True
         return await self._claim(path)
@@ -342,7 +347,12 @@ class _Transfer:
             return
         while (found := await sink.claim_now()) is not None:
             await self._stand_aside(found)
-        self.ctx.checked_dirs.add(sink.path.parent)
+        self._checked()
+
+    def _checked(self) -> None:
+        """The working folder beside the file was found to be ours: not looked at again."""
+        assert self.folder is not None
+        self.ctx.checked_dirs.add(self.folder)
 
     async def _stand_aside(self, found: Found) -> None:
         if found is Found.THERE:
@@ -360,19 +370,19 @@ class _Transfer:
             if if_exists is IfExists.RENAME and await exists(path):
                 path = await self._numbered_path(wanted)
                 self.note = f"{RENAMED} {wanted.name} was there"
-            self.path = path
-            self.ctx.work_dirs.add(path.parent)  # an empty working folder is removed at the end
+            self.path, self.folder = path, path.parent
+            self.ctx.work_dirs.add(self.folder)  # an empty working folder is removed at the end
             found = await PartFile.claim(
                 path,
                 self.job.url,
                 resume=self.options.continue_partial,
                 skip_if_there=if_exists is IfExists.SKIP,
-                checked=path.parent in self.ctx.checked_dirs,
+                checked=self.folder in self.ctx.checked_dirs,
                 durable=self.options.fsync,
                 disk=self.ctx.disk,
             )
             if isinstance(found, PartFile):
-                self.ctx.checked_dirs.add(path.parent)
+                self._checked()
             if found is Found.THERE:
                 self.note = "already there"
                 return False
@@ -624,7 +634,7 @@ class _Transfer:
         state = PartState(self.job.url, validator, len(data))
         while (found := await sink.write_whole(data, state)) is not None:
             await self._stand_aside(found)
-        self.ctx.checked_dirs.add(sink.path.parent)
+        self._checked()
         self.size = len(data)
 
     async def _announce(self, total: int | None) -> None:
