@@ -9,10 +9,13 @@ gives the same name; `NameRegistry` keeps names unique within a run.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import re
-from collections.abc import Iterator
+import sys
+from array import array
+from collections.abc import Callable, Iterator
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from .text import is_unsafe_char
@@ -135,19 +138,68 @@ def numbered_names(name: str) -> Iterator[str]:
         yield fit_length(f"{name}.{number}")
 
 
+_MASK = (1 << 64) - 1
+# Odd, so a URL's hash times it keeps all its bits; and a URL spelled like a name does not
+# cancel that name's hash out of the owner word.
+_OWNER_MIX = 0x9E3779B97F4A7C15
+# A name's 64-bit hash: bits 63..56 only ever pick its region; 55..24 are its head and 23..8
+# its tail, both stored. A split of the regions takes the next bit of the heads as well.
+_BASE_DEPTH = 8
+_HEAD_SHIFT, _HEAD_MASK = 24, (1 << 32) - 1
+_TAIL_SHIFT, _TAIL_MASK = 8, (1 << 16) - 1
+_REGION_LIMIT = 256  # entries per region on average before all split in two: short shifts
+_REACH = 16  # regions a full one looks through, each way, for free slots to take
+_MIN_ROOM = 4  # free slots each region gets at least when they are shared out
+_ROOM_SHARE = 64  # the arrays grow when under 1/64 would be free (and round up 1/16 more)
+_GROWTH_STEP = 1 << 16  # bytes: the arrays grow a step at a time, never by one big copy
+
+
 class NameRegistry:
     """The names claimed in one run, so that two URLs never write the same file.
 
     The first URL to claim a name gets it as is; a different URL mapping to the same name gets
     the name with a hash of its URL, so the outcome does not depend on timing and a rerun of
     the same list finds its files again.
+
+    A run may claim tens of millions of names, so no name or URL is kept: 14 bytes of hashes
+    per name, about 15 with the free slots (benchmarks/bench_registry.py).
+
+    - A name is known by 56 bits of its 64-bit `hash()`: the top 8 pick its region and 48 are
+      stored. Two names alike in those 56 bits count as one, and the later one gets a hashed
+      name it did not need: odds of about n**2 / 2**57 in a run of n names (7e-4 for
+      10,000,000); never two URLs in one file.
+    - Its owner is a 64-bit word, `hash(name) ^ (hash(URL) * odd) ^ batch`: which URL holds the
+      name, and in which list it last claimed it. Another URL passes for the owner only if
+      that word, read back with its own hashes, gives a batch seen: odds of (batches seen) /
+      2**64 each time it meets a name held. That mistake would skip a URL as a repeat or let
+      two URLs write one file: hence all 64 bits for the owner.
+
+    `hash()` (SipHash, keyed per process) rather than a digest such as blake2b: it runs in C,
+    is cached on the URL's string, and only has to hold within the run; the names given out
+    come from sha256 (`disambiguate`) and are stable across runs. `hasher` and `region_limit`
+    are for tests.
+
+    Layout: three arrays in step (heads, tails, owner words), cut into regions by the top bits
+    of the hash; in a region the entries are sorted by head and followed by free slots. A few
+    big arrays rather than arrays per region: many small growing buffers leave the allocator
+    holes worth 15-20% more (a peak RSS of 17 bytes per name instead of 15 at 10,000,000).
     """
 
-    def __init__(self) -> None:
-        # Hashes, not strings: a run of millions of URLs keeps ~100 bytes per URL here. Python's
-        # 64-bit string hash is fixed within a run, which is all this needs; a collision could
-        # only give a URL a hashed name it did not need.
-        self._owners: dict[int, int] = {}
+    def __init__(
+        self, *, hasher: Callable[[str], int] = hash, region_limit: int = _REGION_LIMIT
+    ) -> None:
+        self._hash = hasher
+        regions = 1 << _BASE_DEPTH
+        self._shift = 64 - _BASE_DEPTH  # a name's region is its hash shifted right this far
+        self._heads = array("I", bytes(4 * regions * _MIN_ROOM))
+        self._tails = array("H", bytes(2 * regions * _MIN_ROOM))
+        self._words = array("Q", bytes(8 * regions * _MIN_ROOM))
+        # Region r holds `_counts[r]` entries from `_starts[r]`, and room up to `_starts[r + 1]`.
+        self._starts = array("Q", range(0, (regions + 1) * _MIN_ROOM, _MIN_ROOM))
+        self._counts = array("I", bytes(4 * regions))
+        self._count = 0
+        self._split_at = region_limit << _BASE_DEPTH  # entries
+        self._batches: set[int] = set()  # every batch seen, to tell an owner in another list
         # Whether the last `claim` gave out a name never claimed before in this run (so no
         # file of this run can be under it yet).
         self.last_new = False
@@ -156,32 +208,170 @@ class NameRegistry:
         """A name for `key` based on `name`, and whether `key` already held it in the same
         `batch` (one list of URLs; 0 is a call on its own, never a repeat): the same URL twice
         in one list is a duplicate, to be fetched once."""
-        candidates = itertools.chain(
-            (name, disambiguate(name, key)),
-            (disambiguate(name, f"{key}#{n}") for n in itertools.count(1)),
-        )
-        owner_key = hash(key)
-        entry = (owner_key << _BATCH_BITS) | (batch & _BATCH_MASK)
-        for candidate in candidates:
-            owner = self._owners.get(hash(candidate))
-            if owner is None:
-                self._owners[hash(candidate)] = entry
-                self.last_new = True
-                return candidate, False
-            if owner >> _BATCH_BITS == owner_key:
-                self.last_new = False
-                if batch:  # a call on its own leaves the list it belongs to undisturbed
-                    self._owners[hash(candidate)] = entry
-                return candidate, batch != 0 and owner == entry
+        batch &= _MASK
+        self._batches.add(batch)
+        owner = (self._hash(key) * _OWNER_MIX) & _MASK
+        held = self._hold(name, owner, batch)
+        if held is not None:  # the usual case: no other URL had the name
+            return name, held
+        for candidate in _alternatives(name, key):
+            held = self._hold(candidate, owner, batch)
+            if held is not None:
+                return candidate, held
         raise AssertionError("unreachable")  # pragma: no cover
 
     def is_taken(self, name: str) -> bool:
-        return hash(name) in self._owners
+        return self._find(self._hash(name) & _MASK)[2]
+
+    def __sizeof__(self) -> int:
+        parts = (self._heads, self._tails, self._words, self._starts, self._counts)
+        held = (*parts, self._batches, vars(self))
+        return object.__sizeof__(self) + sum(map(sys.getsizeof, held))
+
+    def _hold(self, name: str, owner: int, batch: int) -> bool | None:
+        """Claim `name` for `owner`: None when another URL holds it, else whether `owner`
+        held it already in this `batch` (> 0)."""
+        code = self._hash(name) & _MASK
+        region, index, found = self._find(code)
+        if found:
+            return self._hold_again(index, code ^ owner, batch)
+        end = self._starts[region] + self._counts[region]
+        if end == self._starts[region + 1]:
+            self._make_room(region)
+            return self._hold(name, owner, batch)  # entries moved: look again
+        heads, tails, words = self._heads, self._tails, self._words
+        heads[index + 1 : end + 1] = heads[index:end]
+        heads[index] = (code >> _HEAD_SHIFT) & _HEAD_MASK
+        tails[index + 1 : end + 1] = tails[index:end]
+        tails[index] = (code >> _TAIL_SHIFT) & _TAIL_MASK
+        words[index + 1 : end + 1] = words[index:end]
+        words[index] = code ^ owner ^ batch
+        self._counts[region] += 1
+        self._count += 1
+        if self._count > self._split_at and self._shift > _HEAD_SHIFT:
+            self._split()
+        self.last_new = True
+        return False
+
+    def _hold_again(self, index: int, pair: int, batch: int) -> bool | None:
+        """`_hold` for a name with an entry at `index`, `pair` being its hash ^ the owner's."""
+        held_in = self._words[index] ^ pair
+        if held_in not in self._batches:  # another URL: a random word, not a batch
+            return None
+        self.last_new = False
+        if batch:  # a call on its own leaves the list it belongs to undisturbed
+            self._words[index] = pair ^ batch
+        return batch != 0 and held_in == batch
+
+    def _find(self, code: int) -> tuple[int, int, bool]:
+        """The region of the name hashed to `code`, the index of its entry (or where it
+        goes), and whether it is there."""
+        region = code >> self._shift
+        start = self._starts[region]
+        end = start + self._counts[region]
+        heads, head = self._heads, (code >> _HEAD_SHIFT) & _HEAD_MASK
+        index = bisect.bisect_left(heads, head, start, end)
+        while index < end and heads[index] == head:  # two heads alike: rare
+            if self._tails[index] == (code >> _TAIL_SHIFT) & _TAIL_MASK:
+                return region, index, True
+            index += 1
+        return region, index, False
+
+    def _split(self) -> None:
+        """Every region in two, by the next bit of the hash (the first bit of the heads that
+        the region does not fix yet). No entry moves to split; then, as the lower halves have
+        no free slots, all get a new share."""
+        starts, counts = array("Q"), array("I")
+        self._shift -= 1
+        self._split_at *= 2
+        for region, count in enumerate(self._counts):
+            start = self._starts[region]
+            first_upper = (((2 * region + 1) << self._shift) >> _HEAD_SHIFT) & _HEAD_MASK
+            cut = bisect.bisect_left(self._heads, first_upper, start, start + count) - start
+            starts.extend((start, start + cut))
+            counts.extend((cut, count - cut))
+        starts.append(self._starts[-1])
+        self._starts, self._counts = starts, counts
+        self._spread()
+
+    def _make_room(self, region: int) -> None:
+        """Free slots for a full region: half those of the nearest region within `_REACH`
+        after it (the entries between move right) or before it (they move left), or else a
+        new share for every region."""
+        starts, counts = self._starts, self._counts
+        for lender in range(region + 1, min(region + _REACH, len(counts) - 1) + 1):
+            room = starts[lender + 1] - starts[lender] - counts[lender]
+            if room >= 2:
+                first, end = starts[region + 1], starts[lender] + counts[lender]
+                self._move(first, first + room // 2, end - first)
+                for moved in range(region + 1, lender + 1):
+                    starts[moved] += room // 2
+                return
+        for lender in range(region - 1, max(region - _REACH, 0) - 1, -1):
+            room = starts[lender + 1] - starts[lender] - counts[lender]
+            if room >= 2:
+                first, end = starts[lender + 1], starts[region] + counts[region]
+                self._move(first, first - room // 2, end - first)
+                for moved in range(lender + 1, region + 1):
+                    starts[moved] -= room // 2
+                return
+        self._spread()
+
+    def _spread(self) -> None:
+        """The free slots shared out again, in proportion to the regions' entries, over at
+        least `_MIN_ROOM` each; first the arrays grow if under 1/`_ROOM_SHARE` would be free.
+        Entries move left from the first region on, then right from the last one on, so
+        none is written over before it has moved."""
+        counts, regions = self._counts, len(self._counts)
+        wanted = self._count + self._count // _ROOM_SHARE + _MIN_ROOM * regions
+        if len(self._heads) < wanted:
+            self._grow(wanted)
+        room = len(self._heads) - self._count - _MIN_ROOM * regions
+        entries = max(self._count, 1)
+        sizes = [count + _MIN_ROOM + room * count // entries for count in counts]
+        sizes[-1] += len(self._heads) - sum(sizes)
+        old, new = self._starts, array("Q", itertools.accumulate(sizes, initial=0))
+        self._starts = new
+        for region in range(regions):
+            if new[region] < old[region]:
+                self._move(old[region], new[region], counts[region])
+        for region in reversed(range(regions)):
+            if new[region] > old[region]:
+                self._move(old[region], new[region], counts[region])
+
+    def _move(self, source: int, target: int, count: int) -> None:
+        if count:
+            for field in (self._heads, self._tails, self._words):
+                field[target : target + count] = field[source : source + count]
+
+    def _grow(self, length: int) -> None:
+        """The arrays made at least `length` long, then as long as the memory they got: the
+        arrays round a growth up (by 1/16 in CPython), and that becomes free slots too."""
+        fields = (self._heads, self._tails, self._words)
+        for field in fields:
+            _extend(field, length)
+        allocated = min(
+            (sys.getsizeof(field) - _EMPTY_SIZE[field.typecode]) // field.itemsize
+            for field in fields
+        )
+        for field in fields:
+            _extend(field, allocated)
 
 
-# A registry entry is the owner URL's hash with the batch (list) it was last claimed in.
-_BATCH_BITS = 32
-_BATCH_MASK = (1 << _BATCH_BITS) - 1
+def _extend(field: array[int], length: int) -> None:
+    """`field` grown to `length` with zeros, a step at a time: no copy of the whole growth."""
+    while len(field) < length:
+        field.frombytes(bytes(min(_GROWTH_STEP, (length - len(field)) * field.itemsize)))
+
+
+_EMPTY_SIZE = {code: sys.getsizeof(array(code)) for code in "IHQ"}
+
+
+def _alternatives(name: str, key: str) -> Iterator[str]:
+    """The names a URL tries after `name`, held by another URL: stable across runs."""
+    yield disambiguate(name, key)
+    for number in itertools.count(1):
+        yield disambiguate(name, f"{key}#{number}")
 
 
 def _unreserved(name: str) -> str:

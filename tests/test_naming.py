@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import sys
+from collections.abc import Callable
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiowget.naming import (
     NAME_LIMIT,
     NameRegistry,
     basename_name,
+    disambiguate,
     disposition_name,
     fit_length,
     flat_name,
@@ -199,10 +207,230 @@ def test_registry_survives_a_hash_collision() -> None:
     registry = NameRegistry()
     taken = registry.claim("f", "u1")[0]
     # Someone else already holds the name the hash would give "u2".
-    from aiowget.naming import disambiguate
-
     registry.claim(disambiguate("f", "u2"), "other")
 
     name, duplicate = registry.claim("f", "u2")
     assert not duplicate
     assert name not in (taken, disambiguate("f", "u2"))
+
+
+# The registry's layout, forced: `code` builds a name's 64-bit hash from its parts (bits 63..56
+# pick its region at first, 55..24 are its head, 23..8 its tail; 7..0 are not kept).
+def code(region: int, head: int, tail: int, low: int = 0) -> int:
+    return region << 56 | head << 24 | tail << 8 | low
+
+
+def forced_hashes(codes: dict[str, int]) -> Callable[[str], int]:
+    return lambda text: codes.get(text, hash(text))
+
+
+def stable_hash(text: str) -> int:
+    """A hash that is the same in every run, so that a property test fails the same way."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def given_name(spec: str) -> str:
+    """`f~u2`: `f` with the hash of the URL `u2`, as a second URL gets it."""
+    name, _, key = spec.partition("~")
+    return disambiguate(name, key) if key else name
+
+
+@pytest.mark.parametrize("region_limit", [1, 2, 3, 1024])
+def test_registry_keeps_every_claim_as_it_grows(region_limit: int) -> None:
+    registry = NameRegistry(region_limit=region_limit)
+    names = [f"f{number}.bin" for number in range(3000)]
+    for number, name in enumerate(names):
+        assert registry.claim(name, f"http://a/{number}", 1) == (name, False)
+        assert registry.last_new
+
+    for number, name in enumerate(names):
+        assert registry.is_taken(name)
+        assert registry.claim(name, f"http://a/{number}", 1) == (name, True)
+        assert not registry.last_new
+    assert not registry.is_taken("f3000.bin")
+    assert registry.claim(names[7], "http://b/", 2) == (given_name(f"{names[7]}~http://b/"), False)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "apart"),
+    [
+        (code(5, 7, 1), code(5, 7, 2), True),  # one head, two tails
+        (code(5, 7, 1), code(5, 8, 1), True),  # one region, two heads
+        (code(5, 7, 1), code(6, 7, 1), True),  # two regions, one head
+        (code(0, 0, 0), code(255, 2**32 - 1, 2**16 - 1), True),  # the first and last entries
+        # Alike in all 56 bits kept: one name for the registry. The second URL gets a hashed
+        # name it did not need; never the first URL's file.
+        (code(5, 7, 1, low=1), code(5, 7, 1, low=2), False),
+    ],
+)
+@pytest.mark.parametrize("region_limit", [1, 1024])
+def test_registry_tells_names_apart_by_56_bits_of_hash(
+    first: int, second: int, apart: bool, region_limit: int
+) -> None:
+    registry = NameRegistry(
+        hasher=forced_hashes({"a": first, "b": second}), region_limit=region_limit
+    )
+
+    assert registry.claim("a", "u1", 1) == ("a", False)
+    assert registry.claim("b", "u2", 1) == ("b" if apart else given_name("b~u2"), False)
+    assert registry.claim("a", "u1", 1) == ("a", True)
+    assert registry.claim("b", "u2", 1)[1] is True
+
+
+def test_registry_crowded_into_one_region_borrows_and_spreads() -> None:
+    # Every name in region 0 or 1, many with one head: the regions fill, take room from their
+    # neighbours, then from all (and split), with the heads alike kept apart by their tails.
+    codes = {f"n{number}": code(number % 2, number % 3, number) for number in range(2000)}
+    registry = NameRegistry(hasher=forced_hashes(codes), region_limit=2)
+    for name in codes:
+        assert registry.claim(name, f"u{name}", 1) == (name, False)
+
+    for name in codes:
+        assert registry.claim(name, f"u{name}", 1) == (name, True)
+    assert registry.claim("n5", "other", 1) == (given_name("n5~other"), False)
+
+
+def test_registry_moves_its_free_slots_to_where_the_names_go() -> None:
+    # First every name in region 0, then every one in region 100: some of the free slots
+    # region 0 was given go to region 100 (the regions between move left), and the arrays need
+    # not grow for it.
+    codes = {f"a{number}": code(0, number, 1) for number in range(3000)}
+    codes |= {f"b{number}": code(100, number, 1) for number in range(200)}
+    registry = NameRegistry(hasher=forced_hashes(codes))
+    for name in codes:
+        assert registry.claim(name, f"u{name}", 1) == (name, False)
+
+    for name in codes:
+        assert registry.claim(name, f"u{name}", 1) == (name, True)
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        # (name, URL, batch) -> (name given, duplicate, new name)
+        pytest.param(
+            [
+                ("f", "u1", 1, "f", False, True),
+                ("f", "u2", 1, "f~u2", False, True),
+                ("f", "u1", 1, "f", True, False),
+                ("f", "u2", 1, "f~u2", True, False),
+                ("f", "u3", 1, "f~u3", False, True),
+            ],
+            id="first-keeps-the-name-others-hashed-repeats-are-duplicates",
+        ),
+        pytest.param(
+            [
+                ("f", "u1", 1, "f", False, True),
+                ("f", "u1", 0, "f", False, False),
+                ("f", "u1", 0, "f", False, False),
+                ("f", "u1", 1, "f", True, False),
+            ],
+            id="a-call-on-its-own-is-never-a-duplicate-and-leaves-the-list-be",
+        ),
+        pytest.param(
+            [
+                ("f", "u1", 1, "f", False, True),
+                ("f", "u1", 2, "f", False, False),
+                ("f", "u1", 2, "f", True, False),
+                ("f", "u1", 1, "f", False, False),
+            ],
+            id="a-later-list-takes-the-name-over",
+        ),
+        pytest.param(
+            [
+                ("f", "u1", 0, "f", False, True),
+                ("f", "u1", 1, "f", False, False),
+                ("f", "u1", 1, "f", True, False),
+            ],
+            id="claimed-on-its-own-then-in-a-list",
+        ),
+        pytest.param(
+            [
+                ("f", "u1", 1, "f", False, True),
+                ("f~u2", "x", 1, "f~u2", False, True),
+                ("f", "u2", 1, "f~u2#1", False, True),
+                ("f", "u2", 1, "f~u2#1", True, False),
+            ],
+            id="the-hashed-name-taken-too",
+        ),
+        pytest.param(
+            [
+                ("f", "u1", 2**40, "f", False, True),
+                ("f", "u1", 2**40, "f", True, False),
+                ("f", "u1", 2**40 + 1, "f", False, False),
+            ],
+            id="large-batch-numbers",
+        ),
+    ],
+)
+def test_registry_batches_and_duplicates(
+    steps: list[tuple[str, str, int, str, bool, bool]],
+) -> None:
+    registry = NameRegistry(region_limit=1)
+    for name, key, batch, expected, duplicate, new in steps:
+        assert registry.claim(given_name(name), key, batch) == (given_name(expected), duplicate)
+        assert registry.last_new is new
+        assert registry.is_taken(given_name(expected))
+    assert not registry.is_taken("g")
+
+
+class ReferenceRegistry:
+    """What NameRegistry answers, with the names and URLs kept whole: a dict of strings."""
+
+    def __init__(self) -> None:
+        self.owners: dict[str, tuple[str, int]] = {}  # name -> (URL, batch)
+        self.last_new = False
+
+    def claim(self, name: str, key: str, batch: int) -> tuple[str, bool]:
+        numbered = (disambiguate(name, f"{key}#{n}") for n in itertools.count(1))
+        for candidate in itertools.chain([name, disambiguate(name, key)], numbered):
+            owner = self.owners.get(candidate)
+            if owner is None or owner[0] == key:
+                self.last_new = owner is None
+                if owner is None or batch:
+                    self.owners[candidate] = (key, batch)
+                return candidate, owner is not None and batch != 0 and owner[1] == batch
+        raise AssertionError("unreachable")
+
+
+# Stable hashes, and two ways of crowding them: 16 heads only (entries share heads, their tails
+# tell them apart), or 4 regions of the first 256 (regions fill and take room from others).
+HASHERS = {
+    "stable": stable_hash,
+    "few-heads": lambda text: stable_hash(text) & ~((2**32 - 2**4) << 24),
+    "few-regions": lambda text: stable_hash(text) & ~((2**8 - 2**2) << 56),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    claims=st.lists(
+        st.tuples(
+            st.integers(0, 300).map(lambda number: f"n{number}"),
+            st.sampled_from(["u1", "u2", "u3", "u4"]),
+            st.sampled_from([0, 1, 2, 3, 2**40]),
+        ),
+        max_size=400,
+    ),
+    hasher=st.sampled_from(sorted(HASHERS)),
+    region_limit=st.sampled_from([1, 2, 1024]),
+)
+def test_registry_answers_as_a_dict_of_names_would(
+    claims: list[tuple[str, str, int]], hasher: str, region_limit: int
+) -> None:
+    registry = NameRegistry(hasher=HASHERS[hasher], region_limit=region_limit)
+    reference = ReferenceRegistry()
+    for name, key, batch in claims:
+        assert registry.claim(name, key, batch) == reference.claim(name, key, batch)
+        assert registry.last_new is reference.last_new
+    for name in [*reference.owners, "n301", "n302"]:
+        assert registry.is_taken(name) is (name in reference.owners)
+
+
+def test_registry_holds_under_16_bytes_per_name() -> None:
+    registry = NameRegistry()
+    names = 300_000
+    for number in range(names):
+        registry.claim(f"example.com__data__{number}.bin", f"https://example.com/{number}", 1)
+
+    assert sys.getsizeof(registry) / names < 16
