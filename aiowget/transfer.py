@@ -845,9 +845,15 @@ class HeaderDeadline(Watchdog):
         return self
 
     def sent(self) -> None:
-        """The first request went out: `-T` from now."""
-        if self._seconds is not None and self._due is None:
-            self._due = asyncio.get_running_loop().time() + self._seconds
+        """The first request went out: `-T` from now. The timer is moved only when it would
+        ring later than that (connecting took longer than `-T`): usually it rings first."""
+        if self._seconds is None or self._due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._due = due = loop.time() + self._seconds
+        if self._timer is not None and self._timer.when() > due:
+            self._timer.cancel()
+            self._timer = loop.call_at(due, self._expire)
 
     def _expire(self) -> None:
         assert self._seconds is not None

@@ -293,6 +293,25 @@ async def test_a_proxy_that_never_answers_connect_is_a_timeout(
     assert len(asked) == 1
 
 
+async def test_after_a_connect_slower_than_t_the_deadline_is_t_after_sending() -> None:
+    """A dropped SYN, a slow TLS handshake or CONNECT: the request goes out after -T has
+    passed, within the connect allowance; its headers get -T from then, not connect + -T
+    (the lazy timer once slept on to the connect allowance: 30 s for a trickling server)."""
+    from aiowget.transfer import HeaderDeadline
+
+    async def connect_slowly_then_wait_for_headers() -> None:
+        async with HeaderDeadline(0.3, 20.0) as deadline:
+            await asyncio.sleep(0.5)  # still connecting when -T alone has passed
+            deadline.sent()
+            await asyncio.sleep(LIMIT)
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(aiowget.DownloadTimeoutError, match=r"within 0\.3 s"):
+        await connect_slowly_then_wait_for_headers()
+    assert loop.time() - start < 5  # about 0.8 s; connect + -T would be 20.3 s
+
+
 async def test_lowest_speed_catches_a_body_that_sends_no_byte(
     raw: Callable[[Talk], Awaitable[tuple[str, list[int]]]], tmp_path: Path
 ) -> None:
