@@ -20,7 +20,7 @@ from typing import IO
 
 import aiofiles
 import aiofiles.threadpool
-from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader
+from aiofiles.threadpool.binary import AsyncBufferedIOBase, AsyncBufferedReader, AsyncFileIO
 
 from .errors import LocalIOError, UsageError
 from .models import STDIN, Checksum, Job
@@ -29,7 +29,7 @@ from .text import printable
 
 __all__ = ["STDIN", "InputFile", "parse_line"]
 
-AsyncBinaryReader = AsyncBufferedReader | AsyncBufferedIOBase
+AsyncBinaryReader = AsyncBufferedReader | AsyncBufferedIOBase | AsyncFileIO
 
 _READ_SIZE = 1 << 16
 
@@ -73,9 +73,9 @@ class InputFile:
     """An input file (or stdin for `-`), read in large blocks off the event loop.
 
     Opened before the run starts, so a missing or unreadable file is one clear error up front.
-    A pipe or terminal on stdin is read by the event loop itself, as lines arrive: a line
-    typed or piped in (`tail -f list | aiowget -i -`) starts at once, and Ctrl-C is not held
-    up by a read that waits in a thread for input that may never come.
+    A pipe, socket or terminal (on stdin, or named: a FIFO, `-i <(tail -f list)`) is read by
+    the event loop itself, as lines arrive: a line typed or piped in starts at once, and Ctrl-C
+    is not held up by a read that waits in a thread for input that may never come.
     """
 
     def __init__(self, source: str | Path, stream: AsyncBinaryReader | _Pipe) -> None:
@@ -87,12 +87,18 @@ class InputFile:
         if source == STDIN:
             stdin = sys.stdin.buffer
             if _is_pipe(stdin):
-                return cls(source, await _Pipe.open(stdin.fileno()))
+                # A duplicate: closing the transport must not close the process's stdin.
+                duplicate = os.fdopen(os.dup(stdin.fileno()), "rb", buffering=0)
+                return cls(source, await _Pipe.open(duplicate, shares=stdin.fileno()))
             return cls(source, aiofiles.threadpool.wrap(stdin))  # `< file`: never waits
         try:
-            return cls(source, await aiofiles.open(source, "rb"))
+            # Opening a FIFO waits for its writer: in a thread, as every read of a file.
+            file = await asyncio.to_thread(open, source, "rb", buffering=0)
         except OSError as exc:
             raise LocalIOError(f"cannot read input file {source}: {exc.strerror or exc}") from None
+        if _is_pipe(file):
+            return cls(source, await _Pipe.open(file))
+        return cls(source, aiofiles.threadpool.wrap(file))  # reads of _READ_SIZE, in a thread
 
     async def jobs(self) -> AsyncIterator[Job]:
         """The jobs of the file, in order; closes it when done."""
@@ -134,33 +140,36 @@ class InputFile:
 
 
 def _is_pipe(stream: IO[bytes]) -> bool:
-    """A pipe, socket or terminal (not a regular file, not an in-memory stream)."""
+    """A pipe, socket or terminal: what the event loop can wait on. Not a regular file, an
+    in-memory stream or another device (`< /dev/null`: epoll refuses it, uvloop aborts)."""
     try:
-        return not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
     except (OSError, ValueError):  # io.UnsupportedOperation is both
         return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
 
 
 class _Pipe:
     """A pipe or terminal read by the event loop: `read` returns what has arrived."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport, fd: int
+        self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport, shares: int | None
     ) -> None:
         self._reader = reader
         self._transport = transport
-        self._fd = fd
+        self._shares = shares
 
     @classmethod
-    async def open(cls, fd: int) -> _Pipe:
+    async def open(cls, pipe: IO[bytes], shares: int | None = None) -> _Pipe:
+        """Reads `pipe` (closed with the transport); `shares`: the descriptor it duplicates,
+        made blocking again at the end."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=_READ_SIZE)
-        # A duplicate: closing the transport must not close the process's stdin.
-        pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), pipe
         )
-        return cls(reader, transport, fd)
+        return cls(reader, transport, shares)
 
     async def read(self, size: int) -> bytes:
         return await self._reader.read(size)
@@ -168,5 +177,6 @@ class _Pipe:
     def close(self) -> None:
         self._transport.close()
         # The loop made the pipe non-blocking, and the shell that gave it to us shares it.
-        with suppress(OSError):
-            os.set_blocking(self._fd, True)
+        if self._shares is not None:
+            with suppress(OSError):
+                os.set_blocking(self._shares, True)

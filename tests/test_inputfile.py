@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,33 @@ async def test_line_ends_of_every_kind_and_a_bom_in_the_middle(tmp_path: Path) -
     source = await InputFile.open(listing)
 
     assert [job.url async for job in source.jobs()] == [f"http://a/{n}" for n in range(1, 5)]
+
+
+async def test_a_named_pipe_gives_each_line_as_it_arrives(tmp_path: Path) -> None:
+    """`-i FIFO`, `-i <(tail -f list)`: a line is a job at once, not once 64 KiB have come."""
+    fifo = tmp_path / "urls"
+    os.mkfifo(fifo)
+    writer = asyncio.ensure_future(asyncio.to_thread(os.open, fifo, os.O_WRONLY))
+    source = await InputFile.open(fifo)
+    fd = await writer
+    try:
+        os.write(fd, b"http://e.com/1\n")
+        jobs = source.jobs()
+        first = await asyncio.wait_for(anext(jobs), 10)
+    finally:
+        os.close(fd)
+
+    assert first == Job("http://e.com/1")
+    assert [job async for job in jobs] == []
+
+
+async def test_stdin_from_dev_null_is_an_empty_list(tmp_path: Path) -> None:
+    """The event loop cannot wait on /dev/null (epoll refuses it, and uvloop aborted)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiowget", "-i", "-", "-P", str(tmp_path),
+        stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+
+    assert process.returncode == 0
+    assert "0 saved" in stderr.decode()
