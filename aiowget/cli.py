@@ -104,9 +104,13 @@ def command(
     ] = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Downloads at once.")] = 8,
     per_host: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            "--per-host", min=1, metavar="N", help="Connections per host [default: --jobs]."
+            "--per-host",
+            metavar="auto|auto:MAX|N",
+            help="Connections per host: N, or adapted to what it takes (up to MAX, default"
+            " --jobs) [default: --jobs].",
+            show_default=False,
         ),
     ] = None,
     naming: Annotated[

@@ -9,6 +9,7 @@ every URL on a semaphore costs ~1.5 KB each and its wake-ups are quadratic on Py
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import inspect
 import os
@@ -40,10 +41,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import yarl
 
-from .errors import UsageError
+from .errors import AiowgetError, UsageError, translate
 from .models import Event, Job, Options, Result, Results, checked_proxy, path_option
 from .naming import WORK_DIR, NameRegistry
-from .policy import TokenBucket, bypasses_proxy
+from .policy import HostWindow, TokenBucket, bypasses_proxy, host_window, is_overload
 from .storage import ensure_directory, remove_empty_work_dirs
 from .text import printable
 from .transfer import Context, WatchedRequest, request_timeouts, transfer
@@ -105,7 +106,7 @@ class Downloader:
         self._given_session = session
         self._on_event = on_event
         self._context: Context | None = None
-        self._hosts = _HostLimiter(self.options.per_host)
+        self._hosts = _Origins(self.options)
         self._directory: asyncio.Future[bool] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._batches = 0  # lists of URLs started, to tell one list's repeats from a new ask
@@ -125,6 +126,7 @@ class Downloader:
             names=NameRegistry(),
             job_slot=asyncio.Semaphore(options.jobs),
             host_slot=self._hosts.slot,
+            host_window=self._hosts.window,
             directory_ready=self._directory_ready,
             emit=self._emit,
             throttle=_RateLimit(options.limit_rate) if options.limit_rate else None,
@@ -422,34 +424,117 @@ def _as_job(item: object) -> Job:
     return Job(url=printable(repr(item))[:200], problem=problem)
 
 
-@dataclasses.dataclass
-class _HostSlots:
-    semaphore: asyncio.Semaphore
-    users: int = 0
+class _Origins:
+    """The connections of one run, per origin: each origin's `HostWindow` (`policy`) says how
+    many transfers it gets now, and the transfers waiting for room queue in turn. A window is
+    kept while its origin is busy, and after (so what was learnt is not lost between two files)
+    for the last `_IDLE_KEPT` idle origins: a list of a million hosts stays flat."""
 
-
-class _HostLimiter:
-    """At most `limit` transfers at once per origin; unlimited when `limit` is None."""
-
-    def __init__(self, limit: int | None) -> None:
-        self._limit = limit
-        self._hosts: dict[str, _HostSlots] = {}
+    def __init__(self, options: Options) -> None:
+        self._options = options
+        self._origins: dict[str, _Origin] = {}
 
     def slot(self, key: str) -> AbstractAsyncContextManager[None]:
-        return _UNLIMITED if self._limit is None else self._limited(key)
+        options = self._options
+        if options.per_host is None:
+            return _UNLIMITED
+        origin = self._origins.get(key)
+        if origin is None:
+            window = host_window(options.per_host, options.jobs, options.split)
+            assert window is not None
+            origin = self._origins[key] = _Origin(window, options.retry_after_max)
+        return self._slot(key, origin)
+
+    def window(self, key: str) -> HostWindow | None:
+        origin = self._origins.get(key)
+        return origin.window if origin is not None else None
 
     @asynccontextmanager
-    async def _limited(self, key: str) -> AsyncIterator[None]:
-        assert self._limit is not None
-        host = self._hosts.setdefault(key, _HostSlots(asyncio.Semaphore(self._limit)))
-        host.users += 1
+    async def _slot(self, key: str, origin: _Origin) -> AsyncIterator[None]:
+        await origin.enter()
         try:
-            async with host.semaphore:
-                yield
+            yield
+        except BaseException as error:
+            origin.leave(error)
+            raise
+        else:
+            origin.leave(None)
         finally:
-            host.users -= 1
-            if not host.users:
-                del self._hosts[key]  # forget idle hosts: memory stays flat over long lists
+            if origin.idle() and len(self._origins) > _IDLE_KEPT:
+                self._origins.pop(key, None)
+
+
+_IDLE_KEPT = 10_000
+
+
+class _Origin:
+    """One origin's window and its queue of transfers waiting for room (first come, first
+    served); a pause (`Retry-After`) is waited out on a timer."""
+
+    def __init__(self, window: HostWindow, longest_pause: float) -> None:
+        self.window = window
+        self._longest_pause = longest_pause  # Retry-After is capped (`retry_after_max`)
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def idle(self) -> bool:
+        return not self.window.in_flight and not self._waiters
+
+    async def enter(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._waiters and self.window.room(loop.time()):
+            self.window.started(loop.time())
+            return
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        self._wake()  # a pause may need its timer
+        try:
+            await waiter  # `_wake` started the transfer on our behalf
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.window.released()  # granted, but no longer wanted: pass it on
+            with suppress(ValueError):
+                self._waiters.remove(waiter)
+            self._wake()
+            raise
+
+    def leave(self, error: BaseException | None) -> None:
+        now = asyncio.get_running_loop().time()
+        if error is None:
+            self.window.finished(now)
+        else:
+            failure = error if isinstance(error, AiowgetError) else _translated(error)
+            if failure is not None and is_overload(failure):
+                retry_after = getattr(failure, "retry_after", None)
+                if retry_after is not None:
+                    retry_after = min(retry_after, self._longest_pause)
+                self.window.troubled(now, retry_after)
+            else:
+                self.window.released()
+        self._wake()
+
+    def _wake(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._waiters and self.window.room(now):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.window.started(now)
+                waiter.set_result(None)
+        paused = self.window.paused_until
+        if self._waiters and now < paused and self._timer is None:
+            self._timer = loop.call_at(paused, self._resume)
+
+    def _resume(self) -> None:
+        self._timer = None
+        self._wake()
+
+
+def _translated(error: BaseException) -> AiowgetError | None:
+    """What aiowget makes of an exception out of aiohttp (None: not the server's doing)."""
+    if isinstance(error, Exception) and not isinstance(error, asyncio.CancelledError):
+        return translate(error)
+    return None
 
 
 _UNLIMITED: AbstractAsyncContextManager[None] = nullcontext()

@@ -62,7 +62,9 @@ class Options:
 
     directory: Path = Path()
     jobs: int = 8
-    per_host: int | None = None
+    # "auto" (adapted per origin, up to `jobs`), "auto:MAX", or a fixed number; None: no limit
+    # (the default while `auto` learns to tell random failures from overload: issue #16).
+    per_host: int | str | None = None
     naming: Naming = Naming.FLAT
     content_disposition: bool = False
     if_exists: IfExists = IfExists.SKIP
@@ -97,7 +99,7 @@ class Options:
         _at_least(1, jobs=self.jobs, split=self.split)
         _at_least(0, max_redirects=self.max_redirects, retries=self.retries)
         if self.per_host is not None:
-            _at_least(1, per_host=self.per_host)
+            set_(self, "per_host", _per_host(self.per_host))
         if self.max_filesize is not None:
             _at_least(0, max_filesize=self.max_filesize)
         for name in ("content_disposition", "continue_partial", "verify_tls"):
@@ -126,6 +128,24 @@ class Options:
 
 
 # The checks of Options: each names the option, and none needs the network or the disk.
+
+
+def _per_host(value: object) -> int | str:
+    """A number of connections (a digit string too: the command line's), "auto" or
+    "auto:MAX"."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.isdigit():
+            value = int(text)
+        elif text == "auto" or (
+            text.startswith("auto:") and text[5:].isdigit() and int(text[5:]) >= 1
+        ):
+            return text
+        else:
+            raise UsageError(f"per_host must be a number, 'auto' or 'auto:MAX', got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"per_host must be a number, 'auto' or 'auto:MAX', got {value!r}")
+    return value
 
 
 def _choice(kind: type[Naming] | type[IfExists], value: object, name: str) -> Enum:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ __all__ = [
     "Action",
     "ContentRange",
     "DiskPace",
+    "HostWindow",
     "TokenBucket",
     "backoff",
     "basic_authorization",
@@ -37,6 +39,8 @@ __all__ = [
     "check_status",
     "check_url",
     "expected_length",
+    "host_window",
+    "is_overload",
     "is_retryable",
     "judge",
     "judge_segment",
@@ -551,6 +555,161 @@ class DiskPace:
         if self.slow_in_a_row >= self.strikes or seconds > self.very_slow:
             self.threads_until = now + self.backoff
             self.slow_in_a_row = 0
+
+
+# Connections per origin (`--per-host auto`) -------------------------------------------------
+
+# Throughput is judged over samples of this many seconds (and at least a few completions).
+SAMPLE = 0.08
+_SAMPLE_MIN_DONE = 4
+# A step up in connections must bring this much more throughput to count as worth it.
+_WORTH_IT = 1.1
+# After a cut: no growth for this long, and no second cut for the same burst of trouble.
+CALM = 1.0
+# Below the window where trouble (or the knee) was met, for this long; then probe above it.
+PROBE_AFTER = 30.0
+START_WINDOW = 2
+
+
+@dataclass
+class HostWindow:
+    """How many transfers one origin gets at once (`--per-host auto`), found as TCP finds its
+    window: a pure object fed what happened and when (the clock is passed in).
+
+    - Starts at 2 and doubles every other sample (0.08 s each: the first after a change only
+      lets the new connections settle) while the window is used
+      and throughput (files or bytes per second) keeps rising by a tenth or more: slow start.
+    - Trouble (a 429 or 503, a reset or refused connection, a timeout) halves it (never below
+      1), once per burst: no second cut and no growth for `CALM` seconds. A `Retry-After` on
+      a 429/503 pauses the whole origin until then.
+    - A step that brings no more throughput (the server or the link is saturated) stops the
+      growth there. Below the window of the last trouble or knee, growth is one connection
+      per sample; it probes above that only after `PROBE_AFTER` seconds.
+    - Never more than `cap` (`auto:MAX`, default `--jobs`)."""
+
+    cap: int
+    window: float = START_WINDOW
+    adaptive: bool = True  # False: a fixed `--per-host N` (a Retry-After still pauses)
+    in_flight: int = 0
+    peak: int = 0
+    slow_start: bool = True
+    ceiling: float = math.inf  # no growth past it before `probe_at`
+    probe_at: float = -math.inf
+    calm_until: float = -math.inf
+    paused_until: float = -math.inf
+    # The sample under way, and the one before it.
+    sample_start: float | None = None
+    sample_done: int = 0
+    sample_bytes: int = 0
+    sample_full: bool = False  # the window was all in use at some point of the sample
+    settling: bool = False  # the sample under way follows a change: not judged
+    last_rate: tuple[float, float] | None = None  # (files/s, bytes/s) at a smaller window
+    last_window: int = 0
+    # Counters for the summary.
+    requests: int = 0
+    overloads: int = 0
+
+    @property
+    def limit(self) -> int:
+        return max(1, min(self.cap, int(self.window)))
+
+    def room(self, now: float) -> bool:
+        return self.in_flight < self.limit and now >= self.paused_until
+
+    def started(self, now: float) -> None:
+        self.in_flight += 1
+        self.requests += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.sample_start is None:
+            self.sample_start = now
+        if self.in_flight >= self.limit:
+            self.sample_full = True
+
+    def arrived(self, size: int) -> None:
+        self.sample_bytes += size
+
+    def released(self) -> None:
+        """A transfer ended in a way that says nothing of the server (cancelled, a local
+        error, a 404, a checksum)."""
+        self.in_flight -= 1
+
+    def finished(self, now: float) -> None:
+        """A transfer ended well."""
+        self.in_flight -= 1
+        self.sample_done += 1
+        self._judge(now)
+
+    def troubled(self, now: float, retry_after: float | None = None) -> None:
+        """A transfer met an overloaded or refusing server."""
+        self.in_flight -= 1
+        self.overloads += 1
+        if retry_after is not None:
+            self.paused_until = max(self.paused_until, now + retry_after)
+        if now < self.calm_until or not self.adaptive:
+            return  # the same burst: already cut
+        self.ceiling = max(1.0, self.window - 1)  # just below where trouble began
+        self.probe_at = now + PROBE_AFTER
+        self.window = max(1.0, self.window / 2)
+        self.slow_start = False
+        self.calm_until = now + CALM
+        self._restart_sample(now)
+        self.last_rate = None
+        self.settling = True
+
+    def _judge(self, now: float) -> None:
+        start = self.sample_start
+        if start is None or now - start < SAMPLE or self.sample_done < _SAMPLE_MIN_DONE:
+            return
+        if not self.adaptive:
+            return
+        rate = (self.sample_done / (now - start), self.sample_bytes / (now - start))
+        window, full, settling = self.limit, self.sample_full, self.settling
+        self._restart_sample(now)
+        self.settling = False
+        if not full or settling or now < self.calm_until:
+            return  # not limited by the window (too little work), just changed, or calming
+        if self.last_rate is not None and window > self.last_window:
+            files, size = self.last_rate
+            if rate[0] < files * _WORTH_IT and rate[1] < size * _WORTH_IT:
+                # The step brought nothing: the knee. Back to the smaller window, which
+                # carried as much; probe above it again later.
+                self.window = self.ceiling = float(self.last_window)
+                self.probe_at = now + PROBE_AFTER
+                self.slow_start = False
+                self.settling = True
+                return
+        self.last_rate, self.last_window = rate, window
+        if now >= self.probe_at:
+            self.ceiling = math.inf
+        grown = window * 2 if self.slow_start else window + 1
+        self.window = float(min(self.cap, max(window, min(grown, self.ceiling))))
+        self.settling = self.limit != window
+
+    def _restart_sample(self, now: float) -> None:
+        self.sample_start = now if self.in_flight else None
+        self.sample_done = self.sample_bytes = 0
+        self.sample_full = self.in_flight >= self.limit
+
+
+def host_window(per_host: int | str | None, jobs: int, split: int = 1) -> HostWindow | None:
+    """The window a new origin starts with: adapted (`auto`, `auto:MAX`), fixed (a number),
+    or None when there is no per-origin limit (the library's `per_host=None`). An adapted
+    one starts at 2, or at `split` when more segments at once were asked for (`-s 8` is a
+    request for 8 connections, as aria2c's `-x8`)."""
+    if per_host is None:
+        return None
+    if isinstance(per_host, int):
+        return HostWindow(cap=per_host, window=per_host, adaptive=False)
+    cap = int(per_host[5:]) if per_host.startswith("auto:") else jobs
+    return HostWindow(cap=cap, window=min(max(START_WINDOW, split), cap))
+
+
+def is_overload(error: AiowgetError) -> bool:
+    """What says an origin has more than it can take: a 429 or 503, a reset or refused
+    connection, a timeout, a body cut short."""
+    if isinstance(error, HTTPStatusError):
+        return error.status in RETRY_AFTER_STATUSES
+    return isinstance(error, NetworkError)
 
 
 # Split downloads ---------------------------------------------------------------------------

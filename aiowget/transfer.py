@@ -56,6 +56,7 @@ from .models import (
 from .policy import (
     Action,
     Hop,
+    HostWindow,
     SpeedFloor,
     basic_authorization,
     can_resume,
@@ -115,6 +116,8 @@ class Context:
     # Makes the target directory (once); True when it held nothing then.
     directory_ready: Callable[[], Awaitable[bool]]
     emit: Callable[[Event], Awaitable[None]]
+    # The window of an origin in use (to count the bytes that arrive), or None.
+    host_window: Callable[[str], HostWindow | None] = lambda key: None
     throttle: Callable[[int], Awaitable[None]] | None = None
     ssl: ssl.SSLContext | bool = True
     proxy_for: Callable[[str], str | None] = lambda url: None
@@ -230,6 +233,7 @@ class _Transfer:
         self.options = ctx.options
         self.path: Path | None = job.path
         self.folder: Path | None = None  # the path's directory, once chosen
+        self.host: HostWindow | None = None  # its origin's window, to count bytes in
         self.status: int | None = None
         self.size = 0
         self.note = ""
@@ -529,7 +533,10 @@ class _Transfer:
         return self._get(url, headers)
 
     def slot(self, url: str) -> AbstractAsyncContextManager[None]:
-        return self.ctx.host_slot(origin(url))
+        key = origin(url)
+        slot = self.ctx.host_slot(key)
+        self.host = self.ctx.host_window(key)  # made on the first slot of its origin
+        return slot
 
     async def report(self, received: int, total: int | None) -> None:
         """Progress, a few times a second."""
@@ -548,6 +555,8 @@ class _Transfer:
                 self.held += time.monotonic() - self.holding_since
                 self.holding_since = None
         self.flow += arrived
+        if self.host is not None:
+            self.host.arrived(arrived)
 
     def floor_clock(self) -> float:
         """Seconds that count for `--lowest-speed`: not those spent waiting on our own
@@ -627,6 +636,8 @@ class _Transfer:
         except aiohttp.ClientPayloadError:
             raise ContentTooShortError(None, total) from None
         check_complete(len(data), total)
+        if self.host is not None:
+            self.host.arrived(len(data))
         if self.digest is not None:
             self.digest.catch_up_now(data)
             self.digest.verify()

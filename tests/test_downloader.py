@@ -62,7 +62,7 @@ async def test_downloads_overlap_up_to_jobs(serve: ServeFactory, tmp_path: Path)
     server = await serve({"/{name}": handler})
     urls = [server.url(f"/{n}") for n in range(count)]
 
-    results = await aiowget.download(urls, tmp_path, jobs=jobs)
+    results = await aiowget.download(urls, tmp_path, jobs=jobs, per_host=jobs)
 
     assert not results.failed
     assert peak == jobs

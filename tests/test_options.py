@@ -228,3 +228,25 @@ async def test_version_and_completion_are_offered() -> None:
     result = await run_cli("--help")
 
     assert "--install-completion" in result.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("auto", "auto"), ("AUTO:4", "auto:4"), (" auto:16 ", "auto:16"), ("3", 3), (5, 5),
+     (None, None)],
+)  # fmt: skip
+def test_per_host_is_auto_a_capped_auto_or_a_number(given: object, kept: object) -> None:
+    assert aiowget.Options(per_host=given).per_host == kept  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("given", ["", "x", "auto:", "auto:0", "0", "-1", 0, True, 2.5])
+def test_a_bad_per_host_is_a_usage_error(given: object) -> None:
+    with pytest.raises(aiowget.UsageError, match="per_host"):
+        aiowget.Options(per_host=given)  # type: ignore[arg-type]
+
+
+async def test_a_bad_per_host_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    result = await run_cli("--per-host", "many", "-P", tmp_path, "http://127.0.0.1:9/x")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "per_host" in result.stderr

@@ -1,0 +1,154 @@
+"""`--per-host auto` (issue #16) against real servers that push back: 429s
+beyond a number of requests at once, resets, a Retry-After that pauses the whole origin."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+import aiowget
+
+from .conftest import ServeFactory, body
+
+LIMIT = 60  # seconds: a run still going then has been held
+
+
+class Crowd:
+    """Counts the requests a handler is answering at once."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.refused = 0
+        self.answered = 0
+        self.arrivals: list[float] = []
+
+
+async def test_a_server_refusing_beyond_three_at_once_is_met_politely(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """Issue #16 test 1: 429 (Retry-After: 1) whenever more than 3 are in flight. The default
+    finishes all, with at most 5% of its requests refused, not much slower than the oracle."""
+    crowd = Crowd()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        crowd.now += 1
+        try:
+            if crowd.now > 3:
+                crowd.refused += 1
+                return web.Response(status=429, headers={"Retry-After": "1"})
+            await asyncio.sleep(0.05)
+            crowd.answered += 1
+            return web.Response(body=body(100, seed=request.match_info["n"]))
+        finally:
+            crowd.now -= 1
+
+    server = await serve({"/{n}": handler})
+    urls = [server.url(f"/{n}") for n in range(300)]
+
+    started = time.monotonic()
+    auto = await asyncio.wait_for(
+        aiowget.download(urls, tmp_path / "auto", jobs=16, per_host="auto"), LIMIT
+    )
+    auto_time = time.monotonic() - started
+    requests, refused = crowd.refused + crowd.answered, crowd.refused
+    started = time.monotonic()
+    fixed = await asyncio.wait_for(
+        aiowget.download(urls, tmp_path / "three", jobs=16, per_host=3), LIMIT
+    )
+    oracle_time = time.monotonic() - started
+
+    assert not auto.failed
+    assert not fixed.failed
+    assert refused <= 0.05 * requests, (refused, requests)
+    # The issue's bound is 1.3 (checked in `make bench`); a shared machine gets some slack.
+    assert auto_time <= 1.6 * oracle_time, (auto_time, oracle_time)
+
+
+async def test_a_retry_after_pauses_the_whole_origin(serve: ServeFactory, tmp_path: Path) -> None:
+    """Issue #16 test 5: a `Retry-After: 2` on one 503: no request to that origin for 2 s,
+    not only no retry of the URL that got it."""
+    crowd = Crowd()
+    told: list[float] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        crowd.arrivals.append(time.monotonic())
+        if request.match_info["n"] == "0" and not told:
+            told.append(time.monotonic())
+            return web.Response(status=503, headers={"Retry-After": "2"})
+        await asyncio.sleep(0.01)
+        return web.Response(body=b"x")
+
+    server = await serve({"/{n}": handler})
+    urls = [server.url(f"/{n}") for n in range(20)]
+
+    results = await asyncio.wait_for(
+        aiowget.download(urls, tmp_path, jobs=4, per_host="auto"), LIMIT
+    )
+
+    assert not results.failed
+    (refused_at,) = told
+    # Requests already sent may still arrive just after the 503; none is sent for 2 s after.
+    late = [t - refused_at for t in crowd.arrivals if 0.2 < t - refused_at < 1.9]
+    assert late == []
+    assert max(crowd.arrivals) - refused_at >= 1.9
+
+
+async def test_a_server_resetting_beyond_four_at_once_converges_every_file_whole(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """Issue #16 test 3: connections beyond 4 at once are reset; every file is saved whole."""
+    crowd = Crowd()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        crowd.now += 1
+        try:
+            crowd.peak = max(crowd.peak, crowd.now)
+            if crowd.now > 4:
+                crowd.refused += 1
+                assert request.transport is not None
+                request.transport.abort()  # a reset, no answer
+                raise ConnectionResetError
+            await asyncio.sleep(0.02)
+            return web.Response(body=body(1000, seed=request.match_info["n"]))
+        finally:
+            crowd.now -= 1
+
+    server = await serve({"/{n}": handler})
+    urls = [server.url(f"/{n}") for n in range(150)]
+
+    results = await asyncio.wait_for(
+        aiowget.download(urls, tmp_path, jobs=16, retry_wait=0.05, per_host="auto"), LIMIT
+    )
+
+    assert not results.failed
+    for result in results:
+        assert result.path is not None
+        assert result.path.read_bytes() == body(1000, seed=result.url.rsplit("/", 1)[1])
+    assert crowd.refused <= 15  # cut back after the first resets, not hammering on
+
+
+async def test_a_fixed_per_host_is_kept_and_none_is_unlimited(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    crowd = Crowd()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        crowd.now += 1
+        crowd.peak = max(crowd.peak, crowd.now)
+        await asyncio.sleep(0.05)
+        crowd.now -= 1
+        return web.Response(body=b"x")
+
+    server = await serve({"/{n}": handler})
+    urls = [server.url(f"/{n}") for n in range(24)]
+
+    await aiowget.download(urls, tmp_path / "a", jobs=12, per_host=3)
+    fixed_peak, crowd.peak = crowd.peak, 0
+    await aiowget.download(urls, tmp_path / "b", jobs=12, per_host=None)
+
+    assert fixed_peak == 3
+    assert crowd.peak == 12
