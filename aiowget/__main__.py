@@ -2,6 +2,7 @@
 
 import errno
 import os
+import signal
 import sys
 from contextlib import suppress
 from typing import NoReturn
@@ -12,8 +13,14 @@ def main() -> None:
     # interpreter's start (issue #15: --version and --help within 0.08 s).
     if sys.argv[1:] == ["--version"]:
         _version()
-    from .cli import main as command_line
-
+    # A signal while the command line is still being imported is an interruption too: one
+    # line and status 130, not a traceback (cli.main takes over from there).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        from .cli import main as command_line
+    except KeyboardInterrupt:
+        _say("aiowget: interrupted")
+        os._exit(130)
     command_line()
 
 

@@ -14,8 +14,8 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from enum import Enum
 from pathlib import Path
@@ -39,17 +39,37 @@ __all__ = ["app", "main"]
 class _Command(typer.core.TyperCommand):
     """click's command, with its usage errors said on one line, as every other error."""
 
+    # typer turns a KeyboardInterrupt in parsing or in the command into a silent status 130:
+    # an interruption says so, on one line, as everywhere else.
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _said_if_interrupted():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _said_if_interrupted():
+            return super().invoke(ctx)
+
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
         try:
             status = super().main(*args, **kwargs)
-        except typer.Abort:
+        except typer.Abort:  # click's word for a KeyboardInterrupt before the run
+            _say("aiowget: interrupted")
             sys.exit(ExitStatus.INTERRUPTED)
         except typer.TyperException as error:  # click's (typer's copy): bad flags and values
             text = error.format_message() if hasattr(error, "format_message") else str(error)
             _say(f"aiowget: {shorten(' '.join(text.split()))} (see aiowget --help)")
             sys.exit(getattr(error, "exit_code", ExitStatus.USAGE))
         sys.exit(status or 0)
+
+
+@contextmanager
+def _said_if_interrupted() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        _say("aiowget: interrupted")
+        raise typer.Exit(ExitStatus.INTERRUPTED) from None
 
 
 app = typer.Typer(
@@ -295,8 +315,15 @@ def command(
         total=None if input_file is not None else len(urls),
     )
     given = [Job(url=url, checksum=digest) for url in urls]
-    run = _run(given, input_file, output, options, reporter)
-    status = _event_loop_runner()(_interruptible(run, reporter))
+    runner = _event_loop_runner()
+    work = _run(given, input_file, output, options, reporter)
+    run = _interruptible(work, reporter)
+    try:
+        status = runner(run)
+    except KeyboardInterrupt:
+        run.close()  # interrupted before the loop ran them: no "never awaited" warnings
+        work.close()
+        raise
     raise typer.Exit(int(status))
 
 

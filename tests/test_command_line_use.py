@@ -483,3 +483,28 @@ async def test_o_at_dev_null_or_a_fifo_writes_to_it_and_never_replaces_it(
     assert "saving" in result.stderr
     assert "to /dev/null" in result.stderr
     assert Path("/dev/null").is_char_device()
+
+
+async def test_ctrl_c_before_the_run_starts_is_one_line_and_130(tmp_path: Path) -> None:
+    """typer turns a KeyboardInterrupt in the command into a silent 130: it must say so. The
+    command is held before its run by a password file that is a FIFO no one writes to."""
+    fifo = tmp_path / "password"
+    os.mkfifo(fifo)
+    async with aiowget_process(
+        "--user", "u", "--password-file", fifo, "-P", tmp_path / "out", "http://127.0.0.1:9/x",
+        stderr=asyncio.subprocess.PIPE,
+    ) as process:  # fmt: skip
+        wchan = Path(f"/proc/{process.pid}/wchan")
+        for _ in range(int(LIMIT / 0.02)):  # until it waits in open() for a FIFO's writer
+            if wchan.read_text() == "wait_for_partner":
+                break
+            await asyncio.sleep(0.02)
+        blocked = wchan.read_text()
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        said = (await asyncio.wait_for(process.stderr.read(), LIMIT)).decode()
+        await asyncio.wait_for(process.wait(), LIMIT)
+
+    assert blocked == "wait_for_partner"
+    assert process.returncode == 130
+    assert said == "aiowget: interrupted\n"
