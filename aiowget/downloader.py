@@ -371,40 +371,19 @@ class _Source:
         self._error: BaseException | None = None
 
     async def next(self) -> tuple[int, Job] | None:
-        if self._async is None:  # a plain iterable is read without a pause: no lock needed
-            return self._next()
         async with self._lock:
-            return await self._anext(self._async)
-
-    def _next(self) -> tuple[int, Job] | None:
-        if self._done:
-            return None
-        try:
-            item = next(self._sync)  # type: ignore[arg-type]
-        except StopIteration:
-            self._done = True
-            return None
-        except Exception as exc:
-            self._done, self._error = True, exc
-            return None
-        return self._counted(item)
-
-    async def _anext(self, jobs: AsyncIterator[object]) -> tuple[int, Job] | None:
-        if self._done:
-            return None
-        try:
-            item = await anext(jobs)
-        except StopAsyncIteration:
-            self._done = True
-            return None
-        except Exception as exc:
-            self._done, self._error = True, exc
-            return None
-        return self._counted(item)
-
-    def _counted(self, item: object) -> tuple[int, Job]:
-        self._count += 1
-        return self._count - 1, _as_job(item)
+            if self._done:
+                return None
+            try:
+                item = await anext(self._async) if self._async else next(self._sync)  # type: ignore[arg-type]
+            except (StopIteration, StopAsyncIteration):
+                self._done = True
+                return None
+            except Exception as exc:
+                self._done, self._error = True, exc
+                return None
+            self._count += 1
+            return self._count - 1, _as_job(item)
 
     def raise_error(self) -> None:
         if self._error is not None:
