@@ -314,8 +314,12 @@ class _Transfer:
                 await self.ctx.directory_ready()  # made on demand, for paths inside it too
                 self.ctx.exact_names.add(self.job.path.name)
             return await self._claim(self.job.path)
-        fresh = await self.ctx.directory_ready()
+        # Claimed before anything is awaited: a list's workers take their jobs in input order
+        # and claim their names in that order, so the first URL of the list gets a name
+        # plainly, in every run (a rerun finds the same files).
         claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
+        new = self.ctx.names.last_new and claimed not in self.ctx.exact_names
+        fresh = await self.ctx.directory_ready()
         if duplicate:  # met before in this very list, and done: fetched once
             first = self.ctx.remembered.get(self.batch, {}).get(_twin_key(self.job))
             self.path = self.options.directory / claimed if first is None else first.path
@@ -325,7 +329,6 @@ class _Transfer:
             return False
         directory = self.options.directory
         path = directory / claimed
-        new = self.ctx.names.last_new and claimed not in self.ctx.exact_names
         if fresh and new and self.options.if_exists is not IfExists.RENAME:
             # The directory held nothing when the run began, and no call of this run used this
             # name yet (nor an exact path): nothing to skip or resume, so no look at the disk

@@ -482,3 +482,29 @@ async def test_breaking_out_of_iter_download_early_leaves_no_task_and_no_noise(
     assert asyncio.all_tasks() - before == set()
     assert "never retrieved" not in caplog.text
     assert len(server.gets()) < 1000
+
+
+async def test_the_first_url_in_input_order_gets_the_plain_name_in_every_run(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """README, File names: of URLs mapping to one name, the first in input order gets it, so
+    a rerun finds the same files. Names used to be claimed after an await, in whatever order
+    the workers woke (a fresh tester: 4 trials in 10 swapped names between two runs)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(int(request.match_info["n"]) % 7 / 1000)  # shuffle the timing
+        return web.Response(body=request.match_info["n"].encode())
+
+    server = await serve({"/{n}/same.bin": handler})
+    for trial in range(5):
+        urls = [server.url(f"/{n}/same.bin") for n in range(40)]
+        directory = tmp_path / str(trial)
+        names = []
+        for _ in range(2):  # a run, then a rerun of the same list
+            async with Downloader(directory=directory, naming="basename", jobs=16) as downloader:
+                results = {r.url: r.path async for r in downloader.iter_download(urls)}
+            names.append(results)
+
+        assert names[0] == names[1]
+        assert names[0][urls[0]] == directory / "same.bin"
+        assert (directory / "same.bin").read_bytes() == b"0"
