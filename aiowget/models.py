@@ -135,10 +135,13 @@ def _per_host(value: object) -> int | str:
     "auto:MAX"."""
     if isinstance(value, str):
         text = value.strip().lower()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             value = int(text)
         elif text == "auto" or (
-            text.startswith("auto:") and text[5:].isdigit() and int(text[5:]) >= 1
+            text.startswith("auto:")
+            and text.isascii()
+            and text[5:].isdigit()
+            and int(text[5:]) >= 1
         ):
             return text
         else:

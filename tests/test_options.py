@@ -239,7 +239,9 @@ def test_per_host_is_auto_a_capped_auto_or_a_number(given: object, kept: object)
     assert aiowget.Options(per_host=given).per_host == kept  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("given", ["", "x", "auto:", "auto:0", "0", "-1", 0, True, 2.5])
+@pytest.mark.parametrize(
+    "given", ["", "x", "auto:", "auto:0", "0", "-1", 0, True, 2.5, "²", "auto:²", "٣"]
+)
 def test_a_bad_per_host_is_a_usage_error(given: object) -> None:
     with pytest.raises(aiowget.UsageError, match="per_host"):
         aiowget.Options(per_host=given)  # type: ignore[arg-type]
