@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import yarl
 
-from .errors import AiowgetError, UsageError, translate
+from .errors import AiowgetError, HTTPStatusError, UsageError, translate
 from .models import Event, Job, Options, Result, Results, checked_proxy, path_option
 from .naming import WORK_DIR, NameRegistry
 from .policy import HostWindow, TokenBucket, bypasses_proxy, host_window, is_overload
@@ -487,7 +487,8 @@ class _Origin:
                 retry_after = getattr(failure, "retry_after", None)
                 if retry_after is not None:
                     retry_after = min(retry_after, self._longest_pause)
-                self.window.troubled(now, retry_after)
+                said = isinstance(failure, HTTPStatusError)  # a 429 or 503
+                self.window.troubled(now, retry_after, said=said)
             else:
                 self.window.released()
         self._wake()

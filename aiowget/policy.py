@@ -564,6 +564,8 @@ SAMPLE = 0.08
 _SAMPLE_MIN_DONE = 4
 # A step up in connections must bring this much more throughput to count as worth it.
 _WORTH_IT = 1.1
+# Failures the server did not explain (resets, timeouts) cut when over this share of a sample.
+_TROUBLE_SHARE = 0.25
 # After a cut: no growth for this long, and no second cut for the same burst of trouble.
 CALM = 1.0
 # Below the window where trouble (or the knee) was met, for this long; then probe above it.
@@ -601,6 +603,7 @@ class HostWindow:
     sample_start: float | None = None
     sample_done: int = 0
     sample_bytes: int = 0
+    sample_trouble: int = 0
     sample_full: bool = False  # the window was all in use at some point of the sample
     settling: bool = False  # the sample under way follows a change: not judged
     last_rate: tuple[float, float] | None = None  # (files/s, bytes/s) at a smaller window
@@ -639,16 +642,25 @@ class HostWindow:
         self.sample_done += 1
         self._judge(now)
 
-    def troubled(self, now: float, retry_after: float | None = None) -> None:
-        """A transfer met an overloaded or refusing server."""
+    def troubled(self, now: float, retry_after: float | None = None, *, said: bool = True) -> None:
+        """A transfer met an overloaded or refusing server. `said`: the server said so (a
+        429 or 503); else a reset, refused connection, timeout or cut body, which a flaky
+        network gives too: those cut only when they are a good share of the sample (at least
+        two, and over `_TROUBLE_SHARE` of what ended in it), and leave no ceiling behind."""
         self.in_flight -= 1
         self.overloads += 1
+        self.sample_trouble += 1
         if retry_after is not None:
             self.paused_until = max(self.paused_until, now + retry_after)
         if now < self.calm_until or not self.adaptive:
             return  # the same burst: already cut
-        self.ceiling = max(1.0, self.window - 1)  # just below where trouble began
-        self.probe_at = now + PROBE_AFTER
+        if not said:
+            ended = self.sample_done + self.sample_trouble
+            if self.sample_trouble < 2 or self.sample_trouble <= _TROUBLE_SHARE * ended:
+                return
+        else:
+            self.ceiling = max(1.0, self.window - 1)  # just below where trouble began
+            self.probe_at = now + PROBE_AFTER
         self.window = max(1.0, self.window / 2)
         self.slow_start = False
         self.calm_until = now + CALM
@@ -687,7 +699,7 @@ class HostWindow:
 
     def _restart_sample(self, now: float) -> None:
         self.sample_start = now if self.in_flight else None
-        self.sample_done = self.sample_bytes = 0
+        self.sample_done = self.sample_bytes = self.sample_trouble = 0
         self.sample_full = self.in_flight >= self.limit
 
 
