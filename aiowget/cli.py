@@ -540,7 +540,7 @@ async def _run(
         await reporter.failed(error)
         status = error.exit_status
     else:
-        await reporter.summarize()
+        await reporter.summarize(downloader.connections())
         status = reporter.tally.exit_status
     return _with_output(reporter, status)
 

@@ -107,12 +107,16 @@ class ConsoleReporter:
                     stream.write(printable(line) + "\n")
                     stream.flush()
 
-    async def summarize(self) -> None:
+    async def summarize(self, origins: dict[str, dict[str, int]] | None = None) -> None:
+        """The last line and record; `origins`: what each origin's window did (`--per-host`)."""
         self.stop()
         elapsed = time.monotonic() - self._started
         if not self._quiet:
             await self.write(summary_line(self.tally, elapsed))
-        await self._write_json_last(summary_record(self.tally, elapsed))
+        record = summary_record(self.tally, elapsed)
+        if origins:
+            record["origins"] = {redact_url(key): value for key, value in origins.items()}
+        await self._write_json_last(record)
 
     async def failed(self, error: AiowgetError) -> None:
         """The run could not start or go on (a bad directory, a missing input file): said on

@@ -161,6 +161,12 @@ class Downloader:
         directory into one error instead of one failure per URL."""
         await self._directory_ready()
 
+    def connections(self) -> dict[str, dict[str, int]]:
+        """Per origin (`scheme://host:port`) met with a per-host limit (`per_host` not None):
+        requests made, 429/503 answers (`refused`), resets and timeouts (`broken`), the
+        window now (`connections`) and its `peak`. Empty without a per-host limit."""
+        return self._hosts.summary()
+
     async def download_one(
         self, url: str | Job, path: str | os.PathLike[str] | None = None
     ) -> Result:
@@ -423,6 +429,9 @@ class _Origins:
             assert window is not None
             origin = self._origins[key] = _Origin(window, options.retry_after_max)
         return self._slot(key, origin)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {key: origin.window.summary() for key, origin in self._origins.items()}
 
     def window(self, key: str) -> HostWindow | None:
         origin = self._origins.get(key)

@@ -610,7 +610,8 @@ class HostWindow:
     last_window: int = 0
     # Counters for the summary.
     requests: int = 0
-    overloads: int = 0
+    refused: int = 0  # 429 and 503 answers
+    broken: int = 0  # resets, refused connections, timeouts, cut bodies
 
     @property
     def limit(self) -> int:
@@ -648,7 +649,10 @@ class HostWindow:
         network gives too: those cut only when they are a good share of the sample (at least
         two, and over `_TROUBLE_SHARE` of what ended in it), and leave no ceiling behind."""
         self.in_flight -= 1
-        self.overloads += 1
+        if said:
+            self.refused += 1
+        else:
+            self.broken += 1
         self.sample_trouble += 1
         if retry_after is not None:
             self.paused_until = max(self.paused_until, now + retry_after)
@@ -667,6 +671,16 @@ class HostWindow:
         self._restart_sample(now)
         self.last_rate = None
         self.settling = True
+
+    def summary(self) -> dict[str, int]:
+        """What `--json`'s summary says of the origin."""
+        return {
+            "requests": self.requests,
+            "refused": self.refused,
+            "broken": self.broken,
+            "connections": self.limit,
+            "peak": self.peak,
+        }
 
     def _judge(self, now: float) -> None:
         start = self.sample_start

@@ -4,6 +4,7 @@ beyond a number of requests at once, resets, a Retry-After that pauses the whole
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from aiohttp import web
 
 import aiowget
 
-from .conftest import ServeFactory, body
+from .conftest import ServeFactory, body, run_process
 
 LIMIT = 60  # seconds: a run still going then has been held
 
@@ -152,3 +153,38 @@ async def test_a_fixed_per_host_is_kept_and_none_is_unlimited(
 
     assert fixed_peak == 3
     assert crowd.peak == 12
+
+
+async def test_the_json_summary_says_what_each_origin_window_did(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    crowd = Crowd()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        crowd.now += 1
+        try:
+            if crowd.now > 2:
+                crowd.refused += 1
+                return web.Response(status=503)
+            await asyncio.sleep(0.02)
+            crowd.answered += 1
+            return web.Response(body=b"x")
+        finally:
+            crowd.now -= 1
+
+    server = await serve({"/{n}": handler})
+    urls = "".join(server.url(f"/{n}") + "\n" for n in range(60))
+
+    result = await run_process("--json", "-q", "--per-host", "auto", "-j", "8",
+                               "--retry-wait", "0", "-i", "-", "-P", tmp_path,
+                               stdin=urls.encode(), limit=LIMIT)  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    (origin,) = summary["origins"].items()
+    key, seen = origin
+    assert key == f"http://127.0.0.1:{server.server.port}"
+    assert seen["requests"] == crowd.answered + crowd.refused
+    assert seen["refused"] == crowd.refused
+    assert seen["broken"] == 0
+    assert 1 <= seen["connections"] <= seen["peak"] <= 8
