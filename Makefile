@@ -39,6 +39,7 @@ mutate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/bench_dask.py
+	$(BIN)/python benchmarks/bench_polite.py
 
 # Chaos at scale: the command against tests/chaos.py's server at 50,000 URLs, one request in
 # five broken (a few minutes; not part of `make test`). Replay: make soak SOAK='--seed S'.
