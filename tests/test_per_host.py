@@ -188,3 +188,36 @@ async def test_the_json_summary_says_what_each_origin_window_did(
     assert seen["refused"] == crowd.refused
     assert seen["broken"] == 0
     assert 1 <= seen["connections"] <= seen["peak"] <= 8
+
+
+async def test_a_healthy_server_with_latency_gets_full_concurrency_quickly(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """Issue #16 test 6: where more connections do bring more files per second (each answer
+    takes 50 ms), slow start reaches `-j` (64) within about a second, not a crawl from 2."""
+    crowd = Crowd()
+    reached: list[float] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        crowd.arrivals.append(time.monotonic())
+        crowd.now += 1
+        crowd.peak = max(crowd.peak, crowd.now)
+        if crowd.now >= 60 and not reached:
+            reached.append(time.monotonic())
+        try:
+            await asyncio.sleep(0.05)
+            return web.Response(body=b"x")
+        finally:
+            crowd.now -= 1
+
+    server = await serve({"/{n}": handler})
+    urls = [server.url(f"/{n}") for n in range(2000)]
+
+    results = await asyncio.wait_for(
+        aiowget.download(urls, tmp_path, jobs=64, per_host="auto"), LIMIT
+    )
+
+    assert not results.failed
+    assert crowd.peak == 64
+    assert reached, "never 60 at once"
+    assert reached[0] - crowd.arrivals[0] < 2.0  # the simulation says under 1 s
