@@ -579,11 +579,12 @@ class HostWindow:
     window: a pure object fed what happened and when (the clock is passed in).
 
     - Starts at 2 and doubles every other sample (0.08 s each: the first after a change only
-      lets the new connections settle) while the window is used
-      and throughput (files or bytes per second) keeps rising by a tenth or more: slow start.
-    - Trouble (a 429 or 503, a reset or refused connection, a timeout) halves it (never below
-      1), once per burst: no second cut and no growth for `CALM` seconds. A `Retry-After` on
-      a 429/503 pauses the whole origin until then.
+      lets the new connections settle) while the window is used and throughput (files or
+      bytes per second) keeps rising by a tenth or more: slow start.
+    - A 429 or 503 halves it (never below 1), once per burst: no second cut and no growth for
+      `CALM` seconds. Resets, refused connections, timeouts and cut bodies do the same only
+      when they are a good share of the sample (see `troubled`). A `Retry-After` on a 429 or
+      503 pauses the whole origin until then.
     - A step that brings no more throughput (the server or the link is saturated) stops the
       growth there. Below the window of the last trouble or knee, growth is one connection
       per sample; it probes above that only after `PROBE_AFTER` seconds.

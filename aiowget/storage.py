@@ -74,7 +74,14 @@ _NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 def part_path(final: Path) -> Path:
     """Where the body for `final` is written until it is whole."""
-    return final.parent / WORK_DIR / (final.name + PART_SUFFIX)
+    return _working_files(final, None)[0]
+
+
+def _working_files(final: Path, work: Path | None) -> tuple[Path, Path]:
+    """The `.part` and sidecar of `final`, in `work` (its working folder, given when known:
+    one `Path` less per file) or in the one beside it."""
+    work = final.parent / WORK_DIR if work is None else work
+    return work / (final.name + PART_SUFFIX), work / (final.name + META_SUFFIX)
 
 
 def url_key(url: str) -> str:
@@ -151,11 +158,7 @@ class PartFile:
         self.path = path
         self.disk = disk
         self.durable = durable  # --fsync: the bytes, then the rename, on disk before commit ends
-        # The working folder beside `path` (given when known: one Path less per file).
-        work = path.parent / WORK_DIR if work is None else work
-        name = path.name
-        self.part = work / (name + PART_SUFFIX)
-        self.meta = work / (name + META_SUFFIX)
+        self.part, self.meta = _working_files(path, work)
         self.there = claim.there if claim else False
         self.offset = claim.size if claim and claim.state is not None else 0
         self.state = claim.state if claim else None
@@ -219,8 +222,7 @@ class PartFile:
         `.part`; otherwise the transfer starts from the first byte. `checked`: the working
         folder was already found to be ours in this run (one look less per file); `work`:
         the working folder, when known."""
-        work = path.parent / WORK_DIR if work is None else work
-        part, meta = work / (path.name + PART_SUFFIX), work / (path.name + META_SUFFIX)
+        part, meta = _working_files(path, work)
         look = (_claim, part, meta, path, url if resume else None, skip_if_there, checked)
         claim, cancelled = await disk.run(*look)
         if isinstance(claim, Found):
