@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import heapq
 import inspect
 import os
 import ssl
@@ -33,6 +34,7 @@ from contextlib import (
     nullcontext,
     suppress,
 )
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -44,10 +46,18 @@ import yarl
 from .errors import AiowgetError, HTTPStatusError, UsageError, translate
 from .models import Event, Job, Options, Result, Results, checked_proxy, path_option
 from .naming import WORK_DIR, NameRegistry
-from .policy import HostWindow, TokenBucket, bypasses_proxy, host_window, is_overload
+from .policy import (
+    HostWindow,
+    TokenBucket,
+    Trouble,
+    bypasses_proxy,
+    host_window,
+    is_overload,
+)
+from .policy import origin as origin_of
 from .storage import ensure_directory, remove_empty_work_dirs
 from .text import printable
-from .transfer import Context, WatchedRequest, request_timeouts, transfer
+from .transfer import Context, Reserved, WatchedRequest, request_timeouts, reserve_name, transfer
 
 __all__ = ["Downloader", "JobSource", "download"]
 
@@ -216,17 +226,21 @@ class Downloader:
         self._batches += 1
         batch = self._batches  # a URL met again in this list is fetched once
         crew = _Crew(self.options.jobs)
+        feed = self._hosts.feed(source, lambda job: reserve_name(job, ctx, batch))
 
         async def worker() -> None:
-            while (item := await crew.idle_while(source.next())) is not None:
+            while (item := await crew.idle_while(feed.next())) is not None:
                 crew.grow(worker)  # every worker busy: one more, while there is work
-                index, job = item
-                await results.put((index, await transfer(job, ctx, batch=batch)))
+                index, job, reserved, ticket = item
+                with self._hosts.holding(ticket):
+                    result = await transfer(job, ctx, batch=batch, reserved=reserved)
+                await results.put((index, result))
 
         crew.grow(worker)
         try:
             await crew.join()
         finally:
+            self._hosts.drop(feed)
             ctx.remembered.pop(batch, None)  # the list is over, and so are its repeats
         source.raise_error()
 
@@ -391,6 +405,10 @@ class _Source:
             self._count += 1
             return self._count - 1, _as_job(item)
 
+    @property
+    def done(self) -> bool:
+        return self._done
+
     def raise_error(self) -> None:
         if self._error is not None:
             raise self._error
@@ -411,24 +429,64 @@ def _as_job(item: object) -> Job:
 
 class _Origins:
     """The connections of one run, per origin: each origin's `HostWindow` (`policy`) says how
-    many transfers it gets now, and the transfers waiting for room queue in turn. A window is
+    many transfers it gets now, and the requests waiting for room queue in turn. A window is
     kept while its origin is busy, and after (so what was learnt is not lost between two files)
-    for the last `_IDLE_KEPT` idle origins: a list of a million hosts stays flat."""
+    for the last `_IDLE_KEPT` idle origins: a list of a million hosts stays flat.
+
+    A list's new transfers are handed out by a `_Feed` only when their origin has room, with
+    that room taken for them (a `_Ticket`, used by the transfer's first request): a worker never
+    waits on a busy or paused origin while another origin could use it."""
 
     def __init__(self, options: Options) -> None:
         self._options = options
         self._origins: dict[str, _Origin] = {}
+        self._feeds: set[_Feed] = set()
+
+    def feed(self, source: _Source, reserve: Callable[[Job], Reserved | None]) -> _Feed | _Plain:
+        if self._options.per_host is None:
+            return _Plain(source)  # no room to wait for: jobs in input order
+        feed = _Feed(source, self, reserve)
+        self._feeds.add(feed)
+        return feed
+
+    def drop(self, feed: _Feed | _Plain) -> None:
+        self._feeds.discard(feed)
+
+    def free(self, key: str) -> bool:
+        """Whether `key` has room for a new transfer now (no request of its own waiting)."""
+        return not key or self._origin(key).free()
+
+    def take(self, key: str) -> _Ticket | None:
+        if not key:
+            return None  # not a URL that gets as far as a request
+        origin = self._origin(key)
+        origin.window.started(asyncio.get_running_loop().time())
+        return _Ticket(origin)
+
+    @contextmanager
+    def holding(self, ticket: _Ticket | None) -> Iterator[None]:
+        """The room taken for a job, used by its first request to that origin (`slot`), or
+        given back when the job asked nothing (its file was there)."""
+        if ticket is None:
+            yield
+            return
+        token = _HELD.set(ticket)
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+            if not ticket.used:
+                ticket.origin.unused()
 
     def slot(self, key: str) -> AbstractAsyncContextManager[None]:
-        options = self._options
-        if options.per_host is None:
+        if self._options.per_host is None:
             return _UNLIMITED
-        origin = self._origins.get(key)
-        if origin is None:
-            window = host_window(options.per_host, options.jobs, options.split)
-            assert window is not None
-            origin = self._origins[key] = _Origin(window, options.retry_after_max)
-        return self._slot(key, origin)
+        origin = self._origin(key)
+        ticket = _HELD.get()
+        if ticket is not None and not ticket.used and ticket.origin is origin:
+            ticket.used = True
+            return self._slot(key, origin, held=True)
+        return self._slot(key, origin, held=False)
 
     def summary(self) -> dict[str, dict[str, int]]:
         return {key: origin.window.summary() for key, origin in self._origins.items()}
@@ -437,9 +495,24 @@ class _Origins:
         origin = self._origins.get(key)
         return origin.window if origin is not None else None
 
+    def _origin(self, key: str) -> _Origin:
+        origin = self._origins.get(key)
+        if origin is None:
+            options = self._options
+            window = host_window(options.per_host, options.jobs, options.split)
+            assert window is not None
+            origin = _Origin(window, options.retry_after_max, self._room_appeared)
+            self._origins[key] = origin
+        return origin
+
+    def _room_appeared(self) -> None:
+        for feed in self._feeds:
+            feed.wake()
+
     @asynccontextmanager
-    async def _slot(self, key: str, origin: _Origin) -> AsyncIterator[None]:
-        await origin.enter()
+    async def _slot(self, key: str, origin: _Origin, held: bool) -> AsyncIterator[None]:
+        if not held:
+            await origin.enter()
         try:
             yield
         except BaseException as error:
@@ -453,20 +526,164 @@ class _Origins:
 
 
 _IDLE_KEPT = 10_000
+# Jobs of a list read ahead of the workers, so that an origin with room finds its jobs behind
+# a busy one's (#16: six URLs of B behind sixty of A).
+_LOOK_AHEAD = 1024
+
+
+class _Ticket:
+    """Room in an origin taken for a job before it runs (`_Origins.take`)."""
+
+    __slots__ = ("origin", "used")
+
+    def __init__(self, origin: _Origin) -> None:
+        self.origin = origin
+        self.used = False
+
+
+_HELD: ContextVar[_Ticket | None] = ContextVar("aiowget_held_room", default=None)
+
+_Item = tuple[int, Job, "Reserved | None", "_Ticket | None"]
+
+
+class _Plain:
+    """A list's jobs in input order, when no origin has a limit to wait for."""
+
+    def __init__(self, source: _Source) -> None:
+        self._source = source
+
+    async def next(self) -> _Item | None:
+        read = await self._source.next()
+        return None if read is None else (read[0], read[1], None, None)
+
+
+class _Feed:
+    """Hands a list's jobs to the workers so that no origin holds up another: it reads up to
+    `_LOOK_AHEAD` jobs ahead of them, claiming their names as it reads (in input order, as the
+    README promises), queues them by origin, and gives a free worker the earliest job whose
+    origin has room for a new transfer now. A worker that finds none waits for room (an origin
+    calls `wake`) or for more input."""
+
+    def __init__(
+        self, source: _Source, origins: _Origins, reserve: Callable[[Job], Reserved | None]
+    ) -> None:
+        self._source = source
+        self._origins = origins
+        self._reserve = reserve
+        self._queues: dict[str, collections.deque[tuple[int, Job, Reserved | None]]] = {}
+        self._heads: list[tuple[int, str]] = []  # a heap: (index of a queue's first job, key)
+        self._buffered = 0
+        self._reading = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def next(self) -> _Item | None:
+        while True:
+            item = self._pick()
+            if item is not None:
+                return item
+            if self._source.done and not self._buffered:
+                return None
+            if self._reading or self._source.done or self._buffered >= _LOOK_AHEAD:
+                await self._wait()
+            else:
+                await self._read()
+
+    def wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _pick(self) -> _Item | None:
+        aside: list[tuple[int, str]] = []
+        try:
+            while self._heads:
+                entry = heapq.heappop(self._heads)
+                if self._origins.free(entry[1]):
+                    return self._take(entry[1])
+                aside.append(entry)
+            return None
+        finally:
+            for entry in aside:
+                heapq.heappush(self._heads, entry)
+
+    def _take(self, key: str) -> _Item:
+        queue = self._queues[key]
+        index, job, reserved = queue.popleft()
+        if queue:
+            heapq.heappush(self._heads, (queue[0][0], key))
+        else:
+            del self._queues[key]
+        self._buffered -= 1
+        return index, job, reserved, self._origins.take(key)
+
+    async def _read(self) -> None:
+        self._reading = True
+        try:
+            read = await self._source.next()
+        finally:
+            self._reading = False
+            self.wake()  # a new job, the end of the input, or a reader's turn for another
+        if read is None:
+            return
+        index, job = read
+        key = _origin_key(job)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = collections.deque()
+            heapq.heappush(self._heads, (index, key))
+        queue.append((index, job, self._reserve(job)))
+        self._buffered += 1
+
+    async def _wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+
+def _origin_key(job: Job) -> str:
+    """The origin a job's first request goes to, or "" for one that will fail before any."""
+    if job.problem is not None:
+        return ""
+    try:
+        return origin_of(job.url)
+    except ValueError:
+        return ""
 
 
 class _Origin:
-    """One origin's window and its queue of transfers waiting for room (first come, first
-    served); a pause (`Retry-After`) is waited out on a timer."""
+    """One origin's window and its queue of requests waiting for room (first come, first
+    served); a pause (`Retry-After`) is waited out on a timer. `on_room` is told when room for
+    a new transfer appears."""
 
-    def __init__(self, window: HostWindow, longest_pause: float) -> None:
+    def __init__(
+        self, window: HostWindow, longest_pause: float, on_room: Callable[[], None]
+    ) -> None:
         self.window = window
         self._longest_pause = longest_pause  # Retry-After is capped (`retry_after_max`)
+        self._on_room = on_room
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
 
     def idle(self) -> bool:
         return not self.window.in_flight and not self._waiters
+
+    def free(self) -> bool:
+        if self._waiters:
+            return False
+        now = asyncio.get_running_loop().time()
+        if self.window.room(now):
+            return True
+        self._remind(now)  # paused: the feed hears of the end of the pause
+        return False
+
+    def unused(self) -> None:
+        self.window.unused()
+        self._wake()
 
     async def enter(self) -> None:
         loop = asyncio.get_running_loop()
@@ -496,27 +713,38 @@ class _Origin:
                 retry_after = getattr(failure, "retry_after", None)
                 if retry_after is not None:
                     retry_after = min(retry_after, self._longest_pause)
-                said = isinstance(failure, HTTPStatusError)  # a 429 or 503
-                self.window.troubled(now, retry_after, said=said)
+                self.window.troubled(now, retry_after, _trouble(failure))
             else:
                 self.window.released()
         self._wake()
 
     def _wake(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         while self._waiters and self.window.room(now):
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self.window.started(now)
                 waiter.set_result(None)
+        if self._waiters:
+            self._remind(now)
+        elif self.window.room(now):
+            self._on_room()
+
+    def _remind(self, now: float) -> None:
+        """Wake up when the pause ends, if one is under way."""
         paused = self.window.paused_until
-        if self._waiters and now < paused and self._timer is None:
-            self._timer = loop.call_at(paused, self._resume)
+        if now < paused and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_at(paused, self._resume)
 
     def _resume(self) -> None:
         self._timer = None
         self._wake()
+
+
+def _trouble(failure: AiowgetError) -> Trouble:
+    if isinstance(failure, HTTPStatusError):
+        return Trouble.TOO_MANY if failure.status == 429 else Trouble.UNAVAILABLE
+    return Trouble.BROKEN
 
 
 def _translated(error: BaseException) -> AiowgetError | None:

@@ -140,7 +140,12 @@ class Context:
 
 
 async def transfer(
-    job: Job, ctx: Context, stream: IO[bytes] | None = None, *, batch: int = 0
+    job: Job,
+    ctx: Context,
+    stream: IO[bytes] | None = None,
+    *,
+    batch: int = 0,
+    reserved: Reserved | None = None,
 ) -> Result:
     """Fetch one job and report it; never raises for the URL's own failures.
 
@@ -150,7 +155,7 @@ async def transfer(
     met again is fetched once."""
     if stream is not None:
         async with ctx.job_slot:
-            return await _transfer(job, ctx, stream, batch)
+            return await _transfer(job, ctx, stream, batch, None)
     key = _twin_key(job)
     while (running := ctx.inflight.get(key)) is not None:
         await asyncio.wait({running})  # never raises for the twin's own cancellation
@@ -159,7 +164,7 @@ async def transfer(
     ctx.inflight[key] = twin = asyncio.get_running_loop().create_future()
     try:
         async with ctx.job_slot:  # twins wait above, holding no slot
-            result = await _transfer(job, ctx, None, batch)
+            result = await _transfer(job, ctx, None, batch, reserved)
         twin.set_result(result)
         if batch and (not result.ok or result.note.startswith(RENAMED)):
             # What a repeat later in the list must report, beyond "saved under its name":
@@ -212,8 +217,10 @@ async def _duplicate(job: Job, ctx: Context, first: Result) -> Result:
     return result
 
 
-async def _transfer(job: Job, ctx: Context, stream: IO[bytes] | None, batch: int) -> Result:
-    attempt = _Transfer(job, ctx, batch)
+async def _transfer(
+    job: Job, ctx: Context, stream: IO[bytes] | None, batch: int, reserved: Reserved | None
+) -> Result:
+    attempt = _Transfer(job, ctx, batch, reserved)
     started = time.monotonic()
     try:
         with map_errors():
@@ -225,11 +232,44 @@ async def _transfer(job: Job, ctx: Context, stream: IO[bytes] | None, batch: int
     return result
 
 
+Reserved = tuple[str, bool, bool]
+"""A name claimed ahead of the transfer: (name, a repeat in the list, new to the run)."""
+
+
+def reserve_name(job: Job, ctx: Context, batch: int) -> Reserved | None:
+    """Claim the name of a list's job as it is read, before it is scheduled: jobs may then
+    run out of order (another origin's turn), yet names are claimed in input order. None
+    when the name is not known yet (an exact path, the server's name, a bad URL)."""
+    if job.path is not None or job.problem is not None or _named_by_server(job, ctx.options):
+        return None
+    try:
+        check_url(job.url)
+    except AiowgetError:
+        return None
+    claimed, duplicate = ctx.names.claim(_name_of(job, ctx.options), job.url, batch)
+    return claimed, duplicate, ctx.names.last_new
+
+
+def _named_by_server(job: Job, options: Options) -> bool:
+    return job.path is None and job.name is None and options.content_disposition
+
+
+def _name_of(job: Job, options: Options) -> str:
+    if job.name is not None:
+        return job.name
+    if options.naming is Naming.BASENAME:
+        return naming.basename_name(job.url)
+    return naming.flat_name(job.url)
+
+
 class _Transfer:
-    def __init__(self, job: Job, ctx: Context, batch: int = 0) -> None:
+    def __init__(
+        self, job: Job, ctx: Context, batch: int = 0, reserved: Reserved | None = None
+    ) -> None:
         self.job = job
         self.ctx = ctx
         self.batch = batch
+        self.reserved = reserved
         self.options = ctx.options
         self.path: Path | None = job.path
         self.folder: Path | None = None  # the path's directory, once chosen
@@ -274,25 +314,14 @@ class _Transfer:
         if stream is not None:
             await self._fetch(url, StreamSink(stream))
             return Outcome.SAVED
-        if self._named_by_server():
+        if _named_by_server(self.job, self.options):
             # The name comes with the response: ask once, then carry on as usual.
             return await self._fetch_named_by_server(url)
-        if not await self._choose_path(self._name()):
+        if not await self._choose_path(_name_of(self.job, self.options)):
             return Outcome.SKIPPED
         return await self._fetch_to_file(url)
 
     # Naming ----------------------------------------------------------------------------
-
-    def _named_by_server(self) -> bool:
-        job = self.job
-        return job.path is None and job.name is None and self.options.content_disposition
-
-    def _name(self) -> str:
-        if self.job.name is not None:
-            return self.job.name
-        if self.options.naming is Naming.BASENAME:
-            return naming.basename_name(self.job.url)
-        return naming.flat_name(self.job.url)
 
     async def _fetch_named_by_server(self, url: str) -> Outcome:
         async with self.slot(url), self._get(url, {}) as response:
@@ -300,7 +329,7 @@ class _Transfer:
             header = response.headers.get("Content-Disposition")
         # Claimed with no slot or response held: it may wait for another transfer of the file.
         suggested = naming.disposition_name(header) if header else None
-        if not await self._choose_path(suggested or self._name()):
+        if not await self._choose_path(suggested or _name_of(self.job, self.options)):
             return Outcome.SKIPPED
         # The response is not reused: the .part an earlier run left may be resumed instead.
         return await self._fetch_to_file(url)
@@ -314,11 +343,15 @@ class _Transfer:
                 await self.ctx.directory_ready()  # made on demand, for paths inside it too
                 self.ctx.exact_names.add(self.job.path.name)
             return await self._claim(self.job.path)
-        # Claimed before anything is awaited: a list's workers take their jobs in input order
-        # and claim their names in that order, so the first URL of the list gets a name
-        # plainly, in every run (a rerun finds the same files).
-        claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
-        new = self.ctx.names.last_new and claimed not in self.ctx.exact_names
+        # Claimed in input order (as a list is read, `reserve_name`, or here before anything
+        # is awaited), so the first URL of the list gets a name plainly, in every run (a
+        # rerun finds the same files).
+        if self.reserved is not None:
+            claimed, duplicate, new = self.reserved
+        else:
+            claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
+            new = self.ctx.names.last_new
+        new = new and claimed not in self.ctx.exact_names
         fresh = await self.ctx.directory_ready()
         if duplicate:  # met before in this very list, and done: fetched once
             first = self.ctx.remembered.get(self.batch, {}).get(_twin_key(self.job))

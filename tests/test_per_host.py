@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -201,3 +201,80 @@ async def test_a_healthy_server_with_latency_gets_full_concurrency_quickly(
     assert not results.failed
     assert crowd.peak == 64
     assert crowd.crowded[60] - crowd.arrivals[0] < 2.0  # the simulation says under 1 s
+
+
+async def test_a_throttled_origin_listed_first_does_not_hold_up_a_fast_one(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """Issue #16 test 4: the slow origin's URLs all come first (429 beyond 2 at once, a
+    Retry-After pausing it); the fast origin's start at once, not behind the slow one's."""
+    slow = Crowd(delay=0.2, beyond=2, refuse=too_many)
+    fast = Crowd(delay=0.0)
+    slow_server = await serve({"/{n}": slow.handler}, host="127.0.0.1")
+    fast_server = await serve({"/{n}": fast.handler}, host="127.0.0.2")
+    urls = [slow_server.url(f"/{n}") for n in range(40)]
+    urls += [fast_server.url(f"/{n}") for n in range(10)]
+
+    results = await asyncio.wait_for(
+        aiowget.download(urls, tmp_path, jobs=16, per_host="auto", retry_wait=0), LIMIT
+    )
+
+    assert not results.failed
+    assert fast.answered == 10
+    # Before the slow origin has answered three of its forty, the fast one is done.
+    assert max(fast.arrivals) < sorted(slow.arrivals)[4], (fast.arrivals, slow.arrivals)
+
+
+async def test_origins_listed_one_after_another_are_fetched_side_by_side(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """The issue's case: `--per-host 2 -j 16` over three origins listed grouped ran one
+    origin at a time; a free worker now takes the next job whose origin has room."""
+    busy: dict[int, int] = {0: 0, 1: 0, 2: 0}
+    together: list[int] = []
+
+    def handler_for(server: int) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            busy[server] += 1
+            together.append(sum(1 for n in busy.values() if n))
+            await asyncio.sleep(0.05)
+            busy[server] -= 1
+            return web.Response(body=body(100, seed=request.path))
+
+        return handler
+
+    servers = [await serve({"/{n}": handler_for(s)}) for s in range(3)]
+    urls = [server.url(f"/{n}") for server in servers for n in range(20)]
+
+    results = await asyncio.wait_for(aiowget.download(urls, tmp_path, jobs=16, per_host=2), LIMIT)
+
+    assert not results.failed
+    assert max(together) == 3  # all three origins in flight at once
+    assert together[:6].count(3) >= 1  # from the start, not once the first is done
+
+
+async def test_names_follow_the_input_order_when_origins_take_turns(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """With one connection per origin, B's `same.bin` runs before A's (A is busy), yet A's,
+    listed first, gets the plain name: names are claimed as the list is read."""
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.3)
+        return web.Response(body=b"A" + request.path.encode())
+
+    async def quick(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"B" + request.path.encode())
+
+    a = await serve({"/{name}": slow}, host="127.0.0.1")
+    b = await serve({"/{name}": quick}, host="127.0.0.2")
+    urls = [a.url("/first.bin"), a.url("/same.bin"), b.url("/same.bin")]
+
+    results = await aiowget.download(urls, tmp_path, jobs=4, per_host=1, naming="basename")
+
+    assert not results.failed
+    assert results[1].path == tmp_path / "same.bin"
+    assert (tmp_path / "same.bin").read_bytes() == b"A/same.bin"
+    assert results[2].path is not None
+    assert results[2].path.read_bytes() == b"B/same.bin"
+    assert results[2].path.name.startswith("same~")
