@@ -8,7 +8,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from urllib.parse import unquote, urljoin, urlsplit
@@ -32,6 +32,7 @@ __all__ = [
     "DiskPace",
     "HostWindow",
     "TokenBucket",
+    "Trouble",
     "backoff",
     "basic_authorization",
     "can_resume",
@@ -562,15 +563,30 @@ class DiskPace:
 # Throughput is judged over samples of this many seconds (and at least a few completions).
 SAMPLE = 0.08
 _SAMPLE_MIN_DONE = 4
-# A step up in connections must bring this much more throughput to count as worth it.
+# A step up in connections must bring this much more throughput to count as worth it; steps
+# are judged once they add a quarter or more (+1 at 8 would be lost in a sample's noise).
 _WORTH_IT = 1.1
+_STEP_JUDGED = 1.25
 # Failures the server did not explain (resets, timeouts) cut when over this share of a sample.
 _TROUBLE_SHARE = 0.25
 # After a cut: no growth for this long, and no second cut for the same burst of trouble.
 CALM = 1.0
+# Trouble is weighed against what smaller windows met (`_Evidence`) once they carried this
+# many requests; until then any 429 or 503 cuts.
+_EVIDENCE_MIN = 20
+# Counts by window are halved past this many requests, so old evidence fades.
+_EVIDENCE_KEPT = 2000
 # Below the window where trouble (or the knee) was met, for this long; then probe above it.
 PROBE_AFTER = 30.0
 START_WINDOW = 2
+
+
+class Trouble(Enum):
+    """What a transfer met (`HostWindow.troubled`)."""
+
+    TOO_MANY = "429"
+    UNAVAILABLE = "503"
+    BROKEN = "broken"  # a reset or refused connection, a timeout, a body cut short
 
 
 @dataclass
@@ -609,6 +625,9 @@ class HostWindow:
     settling: bool = False  # the sample under way follows a change: not judged
     last_rate: tuple[float, float] | None = None  # (files/s, bytes/s) at a smaller window
     last_window: int = 0
+    # What ended at each size of window: trouble that is no likelier at a bigger window than at
+    # a smaller one is the server's noise (random 503s), not a sign of too many connections.
+    evidence: _Evidence = field(default_factory=lambda: _Evidence())
     # Counters for the summary.
     requests: int = 0
     refused: int = 0  # 429 and 503 answers
@@ -638,32 +657,44 @@ class HostWindow:
         error, a 404, a checksum)."""
         self.in_flight -= 1
 
+    def unused(self) -> None:
+        """A transfer given room ended before asking anything (its file was there)."""
+        self.in_flight -= 1
+        self.requests -= 1
+
     def finished(self, now: float) -> None:
         """A transfer ended well."""
         self.in_flight -= 1
         self.sample_done += 1
+        if self.adaptive and now >= self.calm_until:  # (in the calm: requests of the old window)
+            self.evidence.ended(self.limit, trouble=False)
         self._judge(now)
 
-    def troubled(self, now: float, retry_after: float | None = None, *, said: bool = True) -> None:
-        """A transfer met an overloaded or refusing server. `said`: the server said so (a
-        429 or 503); else a reset, refused connection, timeout or cut body, which a flaky
-        network gives too: those cut only when they are a good share of the sample (at least
-        two, and over `_TROUBLE_SHARE` of what ended in it), and leave no ceiling behind."""
+    def troubled(
+        self, now: float, retry_after: float | None = None, kind: Trouble = Trouble.TOO_MANY
+    ) -> None:
+        """A transfer met an overloaded or refusing server. A 429 says there were too many
+        requests: it cuts, and growth stays below that window for `PROBE_AFTER`. A 503 may
+        be a busy server or a flaky one, and resets, refused connections, timeouts and cut
+        bodies come from flaky networks too: they cut only when they are clearly likelier at
+        this window than at smaller ones (`_Evidence`); resets and the like only when they are
+        also a good share of the sample (two or more, over `_TROUBLE_SHARE`)."""
         self.in_flight -= 1
-        if said:
-            self.refused += 1
-        else:
+        if kind is Trouble.BROKEN:
             self.broken += 1
+        else:
+            self.refused += 1
         self.sample_trouble += 1
         if retry_after is not None:
             self.paused_until = max(self.paused_until, now + retry_after)
         if now < self.calm_until or not self.adaptive:
-            return  # the same burst: already cut
-        if not said:
-            ended = self.sample_done + self.sample_trouble
-            if self.sample_trouble < 2 or self.sample_trouble <= _TROUBLE_SHARE * ended:
-                return
-        else:
+            return  # the same burst: already cut (and not evidence against the smaller window)
+        self.evidence.ended(self.limit, trouble=True)
+        if self.limit <= 1 or not self._load(kind):
+            return
+        if kind is Trouble.TOO_MANY or (
+            kind is Trouble.UNAVAILABLE and self.evidence.known(self.limit)
+        ):
             self.ceiling = max(1.0, self.window - 1)  # just below where trouble began
             self.probe_at = now + PROBE_AFTER
         self.window = max(1.0, self.window / 2)
@@ -672,6 +703,16 @@ class HostWindow:
         self._restart_sample(now)
         self.last_rate = None
         self.settling = True
+
+    def _load(self, kind: Trouble) -> bool:
+        """Whether this trouble says the window is too large."""
+        if kind is Trouble.TOO_MANY:
+            return True
+        if kind is Trouble.BROKEN and not self.evidence.known(self.limit):
+            ended = self.sample_done + self.sample_trouble
+            if self.sample_trouble < 2 or self.sample_trouble <= _TROUBLE_SHARE * ended:
+                return False  # no evidence yet: only a good share of the sample cuts
+        return self.evidence.load(self.limit)
 
     def summary(self) -> dict[str, int]:
         """What `--json`'s summary says of the origin."""
@@ -693,9 +734,12 @@ class HostWindow:
         window, full, settling = self.limit, self.sample_full, self.settling
         self._restart_sample(now)
         self.settling = False
-        if not full or settling or now < self.calm_until:
-            return  # not limited by the window (too little work), just changed, or calming
+        if not full or settling or now < self.calm_until or start < self.paused_until:
+            return  # not limited by the window (too little work), just changed, calming, paused
         if self.last_rate is not None and window > self.last_window:
+            if window < self.last_window * _STEP_JUDGED:
+                self._grow(now, window)  # too small a step to judge yet
+                return
             files, size = self.last_rate
             if rate[0] < files * _WORTH_IT and rate[1] < size * _WORTH_IT:
                 # The step brought nothing: the knee. Back to the smaller window, which
@@ -706,6 +750,9 @@ class HostWindow:
                 self.settling = True
                 return
         self.last_rate, self.last_window = rate, window
+        self._grow(now, window)
+
+    def _grow(self, now: float, window: int) -> None:
         if now >= self.probe_at:
             self.ceiling = math.inf
         grown = window * 2 if self.slow_start else window + 1
@@ -716,6 +763,56 @@ class HostWindow:
         self.sample_start = now if self.in_flight else None
         self.sample_done = self.sample_bytes = self.sample_trouble = 0
         self.sample_full = self.in_flight >= self.limit
+
+
+class _Evidence:
+    """Requests ended, and of them troubled (429, 503, resets...), by size of window (powers
+    of two). Trouble at a window is load when so much of it would be unlikely (under 1%) even
+    at twice the share seen at smaller windows (Poisson): load doubles trouble and more (a
+    server refusing beyond N refuses none below it), while every trouble is a new test, so a
+    loose test would take noise for load sooner or later."""
+
+    __slots__ = ("_ended", "_trouble")
+
+    def __init__(self) -> None:
+        self._ended = [0] * 24
+        self._trouble = [0] * 24
+
+    def ended(self, window: int, *, trouble: bool) -> None:
+        size = min(window.bit_length(), 23)
+        self._ended[size] += 1
+        self._trouble[size] += trouble
+        if self._ended[size] > _EVIDENCE_KEPT:
+            self._ended[size] //= 2
+            self._trouble[size] //= 2
+
+    def known(self, window: int) -> bool:
+        """Whether smaller windows carried enough requests to compare with."""
+        return sum(self._ended[: min(window.bit_length(), 23)]) >= _EVIDENCE_MIN
+
+    def load(self, window: int) -> bool:
+        """Whether the trouble met at `window` says it is too large: yes unless smaller
+        windows carried enough requests to tell, and met as much trouble."""
+        if not self.known(window):
+            return True
+        size = min(window.bit_length(), 23)
+        smaller = sum(self._ended[:size])
+        # The share at smaller windows, with one trouble granted (Laplace): none in 40
+        # requests says little about a share of 2%.
+        share = (sum(self._trouble[:size]) + 1) / (smaller + 2)
+        expected = 2 * self._ended[size] * share
+        return _unlikely(self._trouble[size], expected)
+
+
+def _unlikely(count: int, expected: float) -> bool:
+    """Whether P(X >= count) < 1% for X ~ Poisson(expected)."""
+    if expected > 50:  # the normal approximation (and no underflow of exp)
+        return count > expected + 2.33 * math.sqrt(expected) + 0.5
+    term, below = math.exp(-expected), 0.0
+    for seen in range(count):
+        below += term
+        term *= expected / (seen + 1)
+    return 1.0 - below < 0.01
 
 
 def host_window(per_host: int | str | None, jobs: int, split: int = 1) -> HostWindow | None:

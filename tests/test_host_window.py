@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import heapq
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from aiowget.policy import CALM, PROBE_AFTER, HostWindow, host_window
+from aiowget.policy import CALM, PROBE_AFTER, HostWindow, Trouble, host_window
 
 
 @dataclass
@@ -31,11 +32,15 @@ def simulate(
     limit: int | None = None,
     retry_after: float | None = None,
     files: int = 10**9,
+    noise: float = 0.0,
+    kind: Trouble = Trouble.TOO_MANY,
 ) -> Run:
     """`files` requests to a server that takes `latency(in flight)` seconds to answer and
-    refuses (in 5 ms, with `retry_after`) any request beyond `limit` at once; the window
+    refuses (in 5 ms, with `retry_after`) any request beyond `limit` at once, and a share
+    `noise` of the others at random (a flaky server, not a busy one); the window
     decides how many are sent at once. Stops after `seconds` or once every file is done."""
     run, now, order, started = Run(), 0.0, 0, 0
+    draw = random.Random(7)
     events: list[tuple[float, int, bool]] = []  # (when, order, refused)
     while True:
         while started < files and window.room(now):
@@ -43,7 +48,7 @@ def simulate(
             started += 1
             order += 1
             run.requests += 1
-            refused = limit is not None and window.in_flight > limit
+            refused = (limit is not None and window.in_flight > limit) or draw.random() < noise
             heapq.heappush(events, (now + (0.005 if refused else latency(window.in_flight)),
                                     order, refused))  # fmt: skip
             run.peak = max(run.peak, window.in_flight)
@@ -61,7 +66,7 @@ def simulate(
         if refused:
             run.refused += 1
             started -= 1  # asked again
-            window.troubled(now, retry_after)
+            window.troubled(now, retry_after, kind)
         else:
             run.done += 1
             window.arrived(1000)
@@ -166,3 +171,15 @@ def test_a_fixed_window_never_moves_but_still_pauses() -> None:
     assert not window.room(10.5)
     assert host_window(None, 64) is None
     assert math.isinf(HostWindow(cap=1).ceiling)
+
+
+@pytest.mark.parametrize("noise", [0.02, 0.05])
+def test_random_refusals_at_any_window_do_not_shrink_it(noise: float) -> None:
+    # A flaky server answers a share of requests 503 however many are in flight: cutting does
+    # not help, so after a first cut or two (no evidence yet) the window grows and stays large.
+    window = HostWindow(cap=32)
+    run = simulate(window, seconds=20.0, latency=lambda n: 0.02, noise=noise,
+                   kind=Trouble.UNAVAILABLE)  # fmt: skip
+    assert run.refused > 0
+    # Throughput near 32 at once (32 / 0.02 s = 1,600 files a second), not a crawl at 1 or 2.
+    assert run.done / run.ended > 0.6 * 1600, (run.done / run.ended, window.limit)
