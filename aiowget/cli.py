@@ -134,7 +134,10 @@ def command(
         ),
     ] = None,
     naming: Annotated[
-        Naming, typer.Option(help="flat: host__path; basename: the last path segment.")
+        Naming,
+        typer.Option(
+            help="flat: host__path; basename: the last path segment; tree: host/dir/file."
+        ),
     ] = Naming.FLAT,
     content_disposition: Annotated[
         bool,

@@ -42,6 +42,7 @@ STDIN = "-"  # as an input file (`-i -`) or an output (`-O -`): standard input o
 class Naming(str, Enum):
     FLAT = "flat"
     BASENAME = "basename"
+    TREE = "tree"
 
 
 class IfExists(str, Enum):
