@@ -607,11 +607,11 @@ def _open_folder(parent: int, name: str, path: Path) -> int:
     try:
         return os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=parent)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise LocalIOError(f"cannot save in {path}: it is a symlink (not followed)") from None
-        if exc.errno == errno.ENOTDIR:
-            raise LocalIOError(f"cannot save in {path}: it is a file, not a folder") from None
-        raise
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # Linux says ENOTDIR for a symlink
+            raise
+        link = stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode)
+        what = "a symlink (not followed)" if link else "not a folder"
+        raise LocalIOError(f"cannot save in {path}: it is {what}") from None
 
 
 def _still_named(fd: int, part: Path) -> bool:
