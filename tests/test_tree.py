@@ -7,6 +7,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+import aiowget
+
 from .conftest import ServeFactory, Server, body, files_in, leave_part, run_cli
 
 
@@ -146,3 +148,12 @@ async def test_a_tree_file_resumes_its_part_and_a_rerun_skips(
     assert asked.headers["Range"] == "bytes=100000-"
     assert files_in(tmp_path / "out") == [final.parent.parent.name, f"{final.parent.parent.name}/d",
                                           f"{final.parent.parent.name}/d/f.bin"]  # fmt: skip
+
+
+async def test_the_library_saves_a_tree_and_says_where(serve: ServeFactory, tmp_path: Path) -> None:
+    server, host = await start(serve)
+
+    results = await aiowget.download([server.url("/x/y.txt")], tmp_path, naming="tree")
+
+    assert results[0].path == tmp_path / host / "x" / "y.txt"
+    assert results[0].path.read_bytes() == b"body of /x/y.txt"
