@@ -134,7 +134,10 @@ def command(
         ),
     ] = None,
     naming: Annotated[
-        Naming, typer.Option(help="flat: host__path; basename: the last path segment.")
+        Naming,
+        typer.Option(
+            help="flat: host__path; basename: the last path segment; tree: host/dir/file."
+        ),
     ] = Naming.FLAT,
     content_disposition: Annotated[
         bool,
@@ -238,6 +241,15 @@ def command(
             "so a power cut leaves no empty or partial file under a final name.",
         ),
     ] = False,
+    load_cookies: Annotated[
+        Path | None,
+        typer.Option(
+            "--load-cookies",
+            metavar="FILE",
+            help="Send the cookies of FILE (Netscape cookies.txt) where their domain, path, "
+            "secure flag and expiry allow.",
+        ),
+    ] = None,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -290,6 +302,7 @@ def command(
             split=split,
             compute_sha256=json_output,
             fsync=fsync,
+            cookies=load_cookies,
         )
         _check_sources(urls, input_file, output, checksum)
         _check_standard_streams(input_file, output, json_output)

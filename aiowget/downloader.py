@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import email.utils
 import heapq
+import http.cookies
 import inspect
 import os
 import ssl
@@ -43,6 +45,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import yarl
 
+from .cookiefile import FileCookie, parse_cookies
 from .errors import AiowgetError, HTTPStatusError, UsageError, translate
 from .models import Event, Job, Options, Result, Results, checked_proxy, path_option
 from .naming import WORK_DIR, NameRegistry
@@ -113,6 +116,13 @@ class Downloader:
                 "which sends it only to the URL's own origin"
             )
         self.options = dataclasses.replace(options or Options(), **changes)
+        if session is not None and self.options.cookies is not None:
+            # Its jar is the caller's: filling it would outlive this Downloader, and a default
+            # jar would drop the cookies of IP addresses without a word.
+            raise UsageError(
+                "cookies= cannot be used with your own session: load them into its "
+                "cookie_jar (aiohttp.CookieJar.update_cookies) instead"
+            )
         self._given_session = session
         self._on_event = on_event
         self._context: Context | None = None
@@ -129,7 +139,8 @@ class Downloader:
             raise UsageError("the session given to the Downloader is closed")
         tls = await _tls(options)
         proxy_for = _proxy_chooser(options.proxy)  # may refuse a *_proxy variable: first
-        session = self._given_session or _new_session()
+        jar = await _cookie_jar(options.cookies)
+        session = self._given_session or _new_session(jar)
         self._context = Context(
             session=session,
             options=options,
@@ -809,11 +820,49 @@ def _proxy_chooser(explicit: str | None) -> Callable[[str], str | None]:
     return choose
 
 
-def _new_session() -> aiohttp.ClientSession:
+async def _cookie_jar(path: Path | None) -> aiohttp.CookieJar | None:
+    """A jar holding the cookies of `path` (None: aiohttp's default jar); `UsageError`
+    naming the file when it cannot be read or is not a cookies.txt.
+
+    `unsafe=True`: a cookie file names its hosts, IP addresses included (wget and curl send
+    those), and aiohttp's default jar would drop them; a cookie of an IP address still goes
+    to that exact address only (and so do those a server at an IP address sets in this run)."""
+    if path is None:
+        return None
+    try:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="strict")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read cookie file {path}: {reason or exc}") from None
+    jar = aiohttp.CookieJar(unsafe=True)
+    for cookie in parse_cookies(text, time.time(), f"cookie file {path}"):
+        try:
+            _add_cookie(jar, cookie)
+        except (http.cookies.CookieError, ValueError) as exc:  # a name or host aiohttp refuses
+            raise UsageError(f"cookie file {path}: cookie {cookie.name!r}: {exc}") from None
+    return jar
+
+
+def _add_cookie(jar: aiohttp.CookieJar, cookie: FileCookie) -> None:
+    """Into the jar as if `cookie.domain` had set it: with a Domain attribute when it goes
+    to subdomains too, else host-only (aiohttp's rule for a cookie set without one)."""
+    morsel: http.cookies.Morsel[str] = http.cookies.Morsel()
+    morsel.set(cookie.name, cookie.value, cookie.value)  # sent as written in the file
+    morsel["path"] = cookie.path
+    morsel["secure"] = cookie.secure
+    if cookie.subdomains:
+        morsel["domain"] = cookie.domain
+    if cookie.expires is not None:
+        morsel["expires"] = email.utils.formatdate(cookie.expires, usegmt=True)
+    jar.update_cookies({cookie.name: morsel}, yarl.URL.build(scheme="http", host=cookie.domain))
+
+
+def _new_session(jar: aiohttp.CookieJar | None = None) -> aiohttp.ClientSession:
     # Concurrency is bounded by the workers and the per-host slots, not by the connector.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, timeout_ceil_threshold=float("inf")),
         request_class=WatchedRequest,  # tells each request's HeaderDeadline when it went out
+        cookie_jar=jar,
     )
     # aiohttp sends a GET once more, unasked, after a disconnect: `-t 0` must be one request,
     # and `attempts` what the server saw. (Private; tests/test_hostile.py would notice.)

@@ -42,6 +42,7 @@ STDIN = "-"  # as an input file (`-i -`) or an output (`-O -`): standard input o
 class Naming(str, Enum):
     FLAT = "flat"
     BASENAME = "basename"
+    TREE = "tree"
 
 
 class IfExists(str, Enum):
@@ -89,6 +90,8 @@ class Options:
     compute_sha256: bool = False
     raise_errors: bool = False
     fsync: bool = False
+    # A Netscape cookies.txt to send from (`--load-cookies`); aiowget's own session only.
+    cookies: Path | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize once, here
@@ -125,6 +128,8 @@ class Options:
             set_(self, "proxy", _proxy(self.proxy))
         if self.ca_certificate is not None:
             set_(self, "ca_certificate", path_option(self.ca_certificate, "ca_certificate"))
+        if self.cookies is not None:
+            set_(self, "cookies", path_option(self.cookies, "cookies"))
 
 
 # The checks of Options: each names the option, and none needs the network or the disk.

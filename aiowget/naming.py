@@ -25,11 +25,13 @@ __all__ = [
     "WORK_DIR",
     "NameRegistry",
     "basename_name",
+    "claim_tree",
     "disposition_name",
     "fit_length",
     "flat_name",
     "numbered_names",
     "safe_name",
+    "tree_parts",
 ]
 
 MAX_NAME_BYTES = 255
@@ -54,6 +56,40 @@ def flat_name(url: str) -> str:
     # An absolute path splits into a leading "" that turns into the first "__".
     name = _host_port(parts) + "__".join(segments)
     return fit_length(name)
+
+
+def tree_parts(url: str) -> tuple[str, ...]:
+    """wget -x: `(host[:port], folder, ..., file)`; a directory URL's file is `index.html`.
+
+    Dot segments are resolved as RFC 3986 (and yarl, which sends the request) resolves them,
+    percent-encoded ones (`%2e%2e`) too, so the path on disk is the one asked for and nothing
+    climbs above the host's folder. Empty segments (`a//b`) are dropped. Each part is one
+    component as `flat_name` makes them, at most `NAME_LIMIT` bytes.
+    """
+    parts = urlsplit(url)
+    folders: list[str] = []
+    segments = parts.path.split("/")[1:] if parts.path else [""]
+    for raw in segments[:-1]:
+        _step(folders, _segment(raw))
+    last = _segment(segments[-1])
+    if last in (".", ".."):
+        _step(folders, last)
+        last = ""
+    host = _tree_component(_host_port(parts) or "%00")
+    return (host, *folders, _tree_component(last or DEFAULT_BASENAME))
+
+
+def _step(folders: list[str], segment: str) -> None:
+    """One folder segment: `..` climbs (never above the host), `.` and empty stay put."""
+    if segment == "..":
+        if folders:
+            folders.pop()
+    elif segment not in ("", "."):
+        folders.append(_tree_component(segment))
+
+
+def _tree_component(segment: str) -> str:
+    return fit_length(_unreserved(segment))
 
 
 def basename_name(url: str) -> str:
@@ -204,18 +240,20 @@ class NameRegistry:
         # file of this run can be under it yet).
         self.last_new = False
 
-    def claim(self, name: str, key: str, batch: int = 0) -> tuple[str, bool]:
+    def claim(self, name: str, key: str, batch: int = 0, folder: str = "") -> tuple[str, bool]:
         """A name for `key` based on `name`, and whether `key` already held it in the same
         `batch` (one list of URLs; 0 is a call on its own, never a repeat): the same URL twice
-        in one list is a duplicate, to be fetched once."""
+        in one list is a duplicate, to be fetched once. `folder` (`--naming tree`: a relative
+        path ending in `/`) is where the name is: names are held with it, and only the name
+        itself changes when it is taken."""
         batch &= _MASK
         self._batches.add(batch)
         owner = (self._hash(key) * _OWNER_MIX) & _MASK
-        held = self._hold(name, owner, batch)
+        held = self._hold(folder + name, owner, batch)
         if held is not None:  # the usual case: no other URL had the name
             return name, held
         for candidate in _alternatives(name, key):
-            held = self._hold(candidate, owner, batch)
+            held = self._hold(folder + candidate, owner, batch)
             if held is not None:
                 return candidate, held
         raise AssertionError("unreachable")  # pragma: no cover
@@ -356,6 +394,26 @@ class NameRegistry:
         )
         for field in fields:
             _extend(field, allocated)
+
+
+def claim_tree(
+    registry: NameRegistry, parts: tuple[str, ...], key: str, batch: int = 0
+) -> tuple[str, bool]:
+    """`claim` for `tree_parts`: the relative path (`/`-separated) and whether a duplicate.
+
+    Every folder on the way is claimed too, by the folder itself (a key no URL can be: it has
+    a NUL), so a file and a folder never share a path: whichever comes second in the run
+    gets the usual `~HASH`, a file for its URL, a folder for its own path (every URL below it
+    agrees on that). `registry.last_new` then tells about the file."""
+    folder = ""
+    for part in parts[:-1]:
+        name, _ = registry.claim(part, _FOLDER_KEY + folder + part, 0, folder)
+        folder += name + "/"
+    name, duplicate = registry.claim(parts[-1], key, batch, folder)
+    return folder + name, duplicate
+
+
+_FOLDER_KEY = "\0folder:"
 
 
 def _extend(field: array[int], length: int) -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "StreamSink",
     "ensure_directory",
     "exists",
+    "make_folders",
     "part_path",
     "remove_empty_work_dirs",
     "uninterrupted",
@@ -581,6 +582,36 @@ def work_dir_ready(directory: Path) -> None:
     if info.st_uid != os.geteuid() or info.st_mode & 0o022:
         # Another user could swap a .part for bytes of their own before the rename.
         raise LocalIOError(f"{directory} belongs to another user or is writable by others")
+
+
+def make_folders(directory: Path, folders: Iterable[str]) -> None:
+    """`directory/folder/...` (`--naming tree`), made one component at a time relative to
+    its parent's descriptor, each opened with `O_NOFOLLOW`: a symlink already there (planted
+    to lead the files elsewhere) or a file is `LocalIOError`, and nothing is made through it.
+    (Blocking: call it in a thread, or where blocking is fine.)"""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    path = directory
+    try:
+        for folder in folders:
+            path = path / folder
+            with suppress(FileExistsError):
+                os.mkdir(folder, 0o777, dir_fd=fd)
+            inner = _open_folder(fd, folder, path)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+
+
+def _open_folder(parent: int, name: str, path: Path) -> int:
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # Linux says ENOTDIR for a symlink
+            raise
+        link = stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode)
+        what = "a symlink (not followed)" if link else "not a folder"
+        raise LocalIOError(f"cannot save in {path}: it is {what}") from None
 
 
 def _still_named(fd: int, part: Path) -> bool:

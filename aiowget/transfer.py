@@ -79,7 +79,16 @@ from .policy import (
     without_credentials,
 )
 from .segments import FileChanged, fetch_segments
-from .storage import Disk, Found, PartFile, Sink, StreamSink, exists, uninterrupted
+from .storage import (
+    Disk,
+    Found,
+    PartFile,
+    Sink,
+    StreamSink,
+    exists,
+    make_folders,
+    uninterrupted,
+)
 
 __all__ = ["Context", "HeaderDeadline", "WatchedRequest", "request_timeouts", "transfer"]
 
@@ -246,20 +255,31 @@ def reserve_name(job: Job, ctx: Context, batch: int) -> Reserved | None:
         check_url(job.url)
     except AiowgetError:
         return None
-    claimed, duplicate = ctx.names.claim(_name_of(job, ctx.options), job.url, batch)
-    return claimed, duplicate, ctx.names.last_new
+    return _claim_name(ctx, _name_of(job, ctx.options), job.url, batch)
 
 
 def _named_by_server(job: Job, options: Options) -> bool:
     return job.path is None and job.name is None and options.content_disposition
 
 
-def _name_of(job: Job, options: Options) -> str:
+def _name_of(job: Job, options: Options) -> str | tuple[str, ...]:
+    """A name in the directory, or (`--naming tree`) the components of a path below it."""
     if job.name is not None:
         return job.name
     if options.naming is Naming.BASENAME:
         return naming.basename_name(job.url)
+    if options.naming is Naming.TREE:
+        return naming.tree_parts(job.url)
     return naming.flat_name(job.url)
+
+
+def _claim_name(ctx: Context, name: str | tuple[str, ...], url: str, batch: int) -> Reserved:
+    """The registry's name (a relative path in a tree), whether a duplicate, and whether new."""
+    if isinstance(name, str):
+        claimed, duplicate = ctx.names.claim(name, url, batch)
+    else:
+        claimed, duplicate = naming.claim_tree(ctx.names, name, url, batch)
+    return claimed, duplicate, ctx.names.last_new
 
 
 class _Transfer:
@@ -282,6 +302,7 @@ class _Transfer:
         self.announced = False
         self.may_split = True
         self.sink: PartFile | None = None  # set with the path, by one look at the disk
+        self.tree_folder = ""  # --naming tree: the file's folder, relative, ending in "/"
         wanted = job.checksum is not None or self.options.compute_sha256
         self.digest = _Digest(job.checksum, self.options.compute_sha256) if wanted else None
         self.progress_at = 0.0
@@ -329,28 +350,34 @@ class _Transfer:
             header = response.headers.get("Content-Disposition")
         # Claimed with no slot or response held: it may wait for another transfer of the file.
         suggested = naming.disposition_name(header) if header else None
-        if not await self._choose_path(suggested or _name_of(self.job, self.options)):
+        name = _name_of(self.job, self.options)
+        if suggested is not None:  # in a tree, the server names the file, not its folder
+            name = (*name[:-1], suggested) if isinstance(name, tuple) else suggested
+        if not await self._choose_path(name):
             return Outcome.SKIPPED
         # The response is not reused: the .part an earlier run left may be resumed instead.
         return await self._fetch_to_file(url)
 
-    async def _choose_path(self, name: str) -> bool:
+    async def _choose_exact_path(self, path: Path) -> bool:
+        if path.name == naming.WORK_DIR:
+            raise UsageError(f"{path}: {naming.WORK_DIR} is aiowget's working folder")
+        if _inside(path, self.options.directory):
+            await self.ctx.directory_ready()  # made on demand, for paths inside it too
+            self.ctx.exact_names.add(path.name)
+        return await self._claim(path)
+
+    async def _choose_path(self, name: str | tuple[str, ...]) -> bool:
         """Set `self.path` (and claim its `.part`) for `name`; False when skipped."""
         if self.job.path is not None:
-            if self.job.path.name == naming.WORK_DIR:
-                raise UsageError(f"{self.job.path}: {naming.WORK_DIR} is aiowget's working folder")
-            if _inside(self.job.path, self.options.directory):
-                await self.ctx.directory_ready()  # made on demand, for paths inside it too
-                self.ctx.exact_names.add(self.job.path.name)
-            return await self._claim(self.job.path)
+            return await self._choose_exact_path(self.job.path)
         # Claimed in input order (as a list is read, `reserve_name`, or here before anything
         # is awaited), so the first URL of the list gets a name plainly, in every run (a
         # rerun finds the same files).
-        if self.reserved is not None:
-            claimed, duplicate, new = self.reserved
-        else:
-            claimed, duplicate = self.ctx.names.claim(name, self.job.url, self.batch)
-            new = self.ctx.names.last_new
+        if self.reserved is None:
+            self.reserved = _claim_name(self.ctx, name, self.job.url, self.batch)
+        claimed, duplicate, new = self.reserved
+        if isinstance(name, tuple):
+            self.tree_folder = claimed.rpartition("/")[0] + "/"
         new = new and claimed not in self.ctx.exact_names
         fresh = await self.ctx.directory_ready()
         if duplicate:  # met before in this very list, and done: fetched once
@@ -362,6 +389,9 @@ class _Transfer:
             return False
         directory = self.options.directory
         path = directory / claimed
+        if isinstance(name, tuple):  # a tree: its folders first, then the usual claim
+            await self._run_disk(make_folders, directory, self.tree_folder.split("/")[:-1])
+            return await self._claim(path)
         if fresh and new and self.options.if_exists is not IfExists.RENAME:
             # The directory held nothing when the run began, and no call of this run used this
             # name yet (nor an exact path): nothing to skip or resume, so no look at the disk
@@ -388,6 +418,12 @@ class _Transfer:
         while (found := await sink.claim_now()) is not None:
             await self._stand_aside(found)
         self._checked()
+
+    async def _run_disk(self, function: Callable[..., object], *args: object) -> None:
+        """Small disk work, run to its end (inline while the disk is fast: `Disk`)."""
+        _, cancelled = await self.ctx.disk.run(function, *args)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _checked(self) -> None:
         """The working folder beside the file was found to be ours: not looked at again."""
@@ -439,7 +475,8 @@ class _Transfer:
     async def _numbered_path(self, wanted: Path) -> Path:
         for candidate in naming.numbered_names(wanted.name):
             if self.job.path is None:  # names in the directory are unique within the run
-                claimed, _ = self.ctx.names.claim(candidate, self.job.url, self.batch)
+                url, batch, folder = self.job.url, self.batch, self.tree_folder
+                claimed, _ = self.ctx.names.claim(candidate, url, batch, folder)
                 if claimed != candidate:
                     continue
             path = wanted.with_name(candidate)

@@ -112,7 +112,7 @@ async def test_output_to_stdout(serve: ServeFactory, tmp_path: Path) -> None:
         ("-O", "x", "-i", "urls.txt", "http://a/1"),
         (),
         ("-j", "0", "http://a/"),
-        ("--naming", "tree", "http://a/"),
+        ("--naming", "mirror", "http://a/"),
         ("--if-exists", "ask", "http://a/"),
         ("-T", "0", "http://a/"),
         ("--json", "-O", "-", "http://a/"),

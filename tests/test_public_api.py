@@ -135,7 +135,7 @@ print(sorted(m for m in ("aiohttp", "aiofiles") if m in sys.modules))
 """
 
 
-@pytest.mark.parametrize("module", ["naming", "policy", "models", "errors", "text"])
+@pytest.mark.parametrize("module", ["naming", "policy", "models", "errors", "text", "cookiefile"])
 def test_pure_modules_import_no_io_library(module: str) -> None:
     found = subprocess.run(
         [sys.executable, "-c", ISOLATED_IMPORT.format(module=module)],
