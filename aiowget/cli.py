@@ -141,8 +141,19 @@ def command(
         typer.Option("--content-disposition", help="Use the server's suggested name (sanitized)."),
     ] = False,
     if_exists: Annotated[
-        IfExists, typer.Option(help="When the final file is already there.")
-    ] = IfExists.SKIP,
+        IfExists | None,
+        typer.Option(
+            help="When the final file is already there (update: ask the server whether it "
+            "changed, with a conditional GET).",
+            show_default="skip",
+        ),
+    ] = None,
+    timestamping: Annotated[
+        bool,
+        typer.Option(
+            "-N", "--timestamping", help="--if-exists update, as wget's -N.", show_default=False
+        ),
+    ] = False,
     timeout: Annotated[
         float,
         typer.Option(
@@ -238,6 +249,13 @@ def command(
             "so a power cut leaves no empty or partial file under a final name.",
         ),
     ] = False,
+    no_server_timestamps: Annotated[
+        bool,
+        typer.Option(
+            "--no-server-timestamps",
+            help="Do not give saved files the server's Last-Modified as their mtime.",
+        ),
+    ] = False,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -271,7 +289,7 @@ def command(
             per_host=per_host,
             naming=naming,
             content_disposition=content_disposition,
-            if_exists=if_exists,
+            if_exists=_if_exists(if_exists, timestamping),
             timeout=timeout,
             connect_timeout=connect_timeout,
             retries=retries,
@@ -290,6 +308,7 @@ def command(
             split=split,
             compute_sha256=json_output,
             fsync=fsync,
+            server_timestamps=not no_server_timestamps,
         )
         _check_sources(urls, input_file, output, checksum)
         _check_standard_streams(input_file, output, json_output)
@@ -355,7 +374,8 @@ def _run_on_dask(
             finished = report.shards_done + len(report.shards_failed)
             _say(
                 f"[+] shard {shard} ({finished}/{report.shards}): {report.saved} saved, "
-                f"{report.skipped} skipped, {report.failed} failed so far"
+                f"{report.skipped} skipped, {report.unchanged} unchanged, "
+                f"{report.failed} failed so far"
             )
 
     source: Iterable[str] | str = input_file if input_file not in (None, STDIN) else urls
@@ -371,9 +391,18 @@ def _run_on_dask(
         _say(f"[-] shard {shard}: {reason}")
     _say(
         f"[=] {report.shards_done}/{report.shards} shards done, {report.saved} saved, "
-        f"{report.skipped} skipped, {report.failed} failed"
+        f"{report.skipped} skipped, {report.unchanged} unchanged, {report.failed} failed"
     )
     return int(report.exit_status)
+
+
+def _if_exists(given: IfExists | None, timestamping: bool) -> IfExists:
+    """`-N` is wget's name for `--if-exists update`: with another choice, a contradiction."""
+    if not timestamping:
+        return given or IfExists.SKIP
+    if given not in (None, IfExists.UPDATE):
+        raise UsageError(f"-N is --if-exists update: it cannot go with --if-exists {given}")
+    return IfExists.UPDATE
 
 
 def _mode(progress: _Progress) -> "ProgressMode":

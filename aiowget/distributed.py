@@ -48,7 +48,7 @@ from .errors import AiowgetError, ExitStatus, LocalIOError, UsageError, combine_
 from .inputfile import InputFile
 from .models import Outcome, Result
 from .storage import work_dir_ready
-from .text import redact_url, redact_urls
+from .text import iso_time, redact_url, redact_urls
 from .transfer import DUPLICATE
 
 __all__ = ["Report", "ShardPaths", "download", "plan_shards", "run_shard"]
@@ -98,13 +98,15 @@ class Report:
     saved: int = 0
     skipped: int = 0
     failed: int = 0
+    unchanged: int = 0
     bytes: int = 0
     exit_status: ExitStatus = ExitStatus.OK
 
     def add(self, summary: dict[str, Any]) -> None:
         self.shards_done += 1
-        for key in ("saved", "skipped", "failed", "bytes"):
-            setattr(self, key, getattr(self, key) + int(summary[key]))
+        for key in ("saved", "skipped", "failed", "unchanged", "bytes"):
+            # A shard done before `unchanged` existed has no count of it.
+            setattr(self, key, getattr(self, key) + int(summary.get(key, 0)))
         self.exit_status = combine_exit_statuses((self.exit_status, int(summary["exit_status"])))
 
     def fail(self, shard: int, reason: str) -> None:
@@ -252,6 +254,7 @@ def _owning(paths: ShardPaths, on_wait: Callable[[], None] | None) -> Iterator[N
 
 async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {"shard": paths.shard, "saved": 0, "skipped": 0, "failed": 0}
+    summary["unchanged"] = 0
     summary.update(bytes=0, exit_status=0)
     source = await InputFile.open(paths.urls)
     settings = {**options, "directory": paths.files, "compute_sha256": True}
@@ -277,9 +280,10 @@ async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, An
 
 
 async def _record(result: Result) -> dict[str, Any]:
-    """The manifest line; a file skipped as already there is measured and hashed from disk."""
+    """The manifest line; a file skipped as already there (or found unchanged) is measured
+    and hashed from disk."""
     size, sha256 = result.size, result.sha256
-    if result.outcome is Outcome.SKIPPED and result.path is not None:
+    if result.outcome in _FOUND_THERE and result.path is not None:
         size, sha256 = await asyncio.to_thread(_measure, result.path)
     return {
         "url": redact_url(result.url),  # the README promises masked records, on disk too
@@ -287,8 +291,12 @@ async def _record(result: Result) -> dict[str, Any]:
         "outcome": result.outcome.value,
         "bytes": size,
         "sha256": sha256,
+        "last_modified": iso_time(result.last_modified),
         "error": None if result.error is None else redact_urls(str(result.error)),
     }
+
+
+_FOUND_THERE = (Outcome.SKIPPED, Outcome.UNCHANGED)
 
 
 def _count(summary: dict[str, Any], result: Result) -> None:
