@@ -374,7 +374,7 @@ def _run_on_dask(
             finished = report.shards_done + len(report.shards_failed)
             _say(
                 f"[+] shard {shard} ({finished}/{report.shards}): {report.saved} saved, "
-                f"{report.skipped} skipped, {report.unchanged} unchanged, "
+                f"{_unchanged(report.unchanged)}{report.skipped} skipped, "
                 f"{report.failed} failed so far"
             )
 
@@ -391,9 +391,14 @@ def _run_on_dask(
         _say(f"[-] shard {shard}: {reason}")
     _say(
         f"[=] {report.shards_done}/{report.shards} shards done, {report.saved} saved, "
-        f"{report.skipped} skipped, {report.unchanged} unchanged, {report.failed} failed"
+        f"{_unchanged(report.unchanged)}{report.skipped} skipped, {report.failed} failed"
     )
     return int(report.exit_status)
+
+
+def _unchanged(count: int) -> str:
+    """Unchanged files (`-N`) are counted only in jobs that have some, as in the summary line."""
+    return f"{count} unchanged, " if count else ""
 
 
 def _if_exists(given: IfExists | None, timestamping: bool) -> IfExists:

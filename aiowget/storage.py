@@ -68,12 +68,12 @@ __all__ = [
 T = TypeVar("T")
 
 PART_SUFFIX = ".part"
+META_SUFFIX = ".meta"
 # Where a saved file keeps its ETag, for `--if-exists update` (where the filesystem has them).
 ETAG_XATTR = "user.aiowget.etag"
 # A filesystem that will not take a user attribute (tmpfs before Linux 6.6, vfat, some NFS):
 # not asked again in this run.
 _NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM})
-META_SUFFIX = ".meta"
 _READ_SIZE = 1 << 20
 _NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -142,16 +142,18 @@ class Disk:
     def stamp(self, fd: int, stamp: Stamp | None) -> None:
         """Give the file behind `fd` the mtime and ETag of the version it holds, before its
         rename: the final name appears with them. (Blocking: called with the rename.)"""
+        # Niceties, never a failed download: a file system that refuses a time (some network
+        # ones) leaves the time of writing; a full attribute block costs this file its ETag;
+        # a file system without user attributes, every file's (found once, said never).
         if stamp is None:
             return
         if stamp.mtime is not None:
-            os.utime(fd, (stamp.mtime, stamp.mtime))  # atime too, as wget and curl -R
+            with suppress(OSError):
+                os.utime(fd, (stamp.mtime, stamp.mtime))  # atime too, as wget and curl -R
         if stamp.etag is not None and self.xattrs:
             try:
                 os.setxattr(fd, ETAG_XATTR, stamp.etag.encode("ascii"))
             except OSError as exc:
-                # A nicety, never a failed download: a full attribute block costs this file
-                # its ETag; a filesystem without them, every file's (quietly, once).
                 if exc.errno in _NO_XATTRS:
                     self.xattrs = False
 
