@@ -15,7 +15,8 @@ Layout of the output directory OUT:
 
 A shard is done exactly when its `.done.json` exists: a rerun submits only the others, and
 inside a shard complete files are skipped (and recorded with a checksum read from disk) and
-`.part` files resume as usual.
+`.part` files resume as usual. With `if_exists="update"` (`-N`) a rerun runs every shard
+again: each file is asked about with a conditional GET, and replaced only if it changed.
 
 The shard files hold the input as given, passwords included (the workers fetch them), so
 `OUT/.aiowget` is checked as storage checks its working folders (a real folder, ours, not
@@ -46,7 +47,7 @@ import aiofiles.os
 from .downloader import Downloader
 from .errors import AiowgetError, ExitStatus, LocalIOError, UsageError, combine_exit_statuses
 from .inputfile import InputFile
-from .models import Outcome, Result
+from .models import IfExists, Outcome, Result
 from .storage import work_dir_ready
 from .text import iso_time, redact_url, redact_urls
 from .transfer import DUPLICATE
@@ -207,9 +208,16 @@ def run_shard(
         raise UsageError(f"no shard {shard} in {directory}: no {paths.urls}")
     work_dir_ready(paths.directory / STATE)
     with _owning(paths, on_wait):
-        if paths.status.exists():
+        if paths.status.exists() and not _updating(options):
             return _read_state(paths.status)
         return asyncio.run(_run_shard(paths, dict(options or {})))
+
+
+def _updating(options: Mapping[str, Any] | None) -> bool:
+    """`--if-exists update` asks again about every file, so a shard done before runs again
+    (a conditional GET per file; what did not change stays untouched)."""
+    wanted = (options or {}).get("if_exists", IfExists.SKIP)
+    return wanted in (IfExists.UPDATE, IfExists.UPDATE.value)
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -359,7 +367,7 @@ def download(
     pending = []
     for shard in range(report.shards):
         status = ShardPaths(target, shard).status
-        if status.exists():
+        if status.exists() and not _updating(downloader_options):
             report.add(_read_state(status))
         else:
             pending.append(shard)

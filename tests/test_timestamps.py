@@ -6,6 +6,8 @@ import email.utils
 import errno
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -334,8 +336,7 @@ def test_update_on_a_shard_reports_unchanged(tmp_path: Path) -> None:
         url = f"{base}/data/file.bin"
         distributed.plan_shards([url], out, 10)
         first = distributed.run_shard(out, 0)
-        distributed.ShardPaths(out, 0).status.unlink()  # run the shard again
-        second = distributed.run_shard(out, 0, {"if_exists": "update"})
+        second = distributed.run_shard(out, 0, {"if_exists": "update"})  # done, run again
 
     path = out / "shard-00000" / flat_name(url)
     assert first["saved"] == 1
@@ -345,3 +346,30 @@ def test_update_on_a_shard_reports_unchanged(tmp_path: Path) -> None:
     assert row["outcome"] == "unchanged"
     assert row["last_modified"] == "2021-03-04T05:06:07Z"
     assert row["sha256"]  # measured from disk, as for a skipped file
+
+
+def test_update_on_a_local_cluster_asks_again_about_done_shards(tmp_path: Path) -> None:
+    site = Site()
+    app = web.Application()
+    app.router.add_get("/data/file.bin", site.handler)
+    out = tmp_path / "out"
+    # Dask's scratch space (default /tmp/dask-scratch-space) stays inside the test's folder.
+    scratch = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(tmp_path / "dask")}
+    with serving(app) as base:
+        url = f"{base}/data/file.bin"
+        command = [sys.executable, "-m", "aiowget", "--dask", "local:1", "-P", str(out), url]
+        first = subprocess.run(command, capture_output=True, text=True, timeout=120, env=scratch)
+        site.change(body(6000, "v2"), '"v2"', NEW)
+        second = subprocess.run(
+            [*command, "-N"], capture_output=True, text=True, timeout=120, env=scratch
+        )
+        third = subprocess.run(
+            [*command, "-N"], capture_output=True, text=True, timeout=120, env=scratch
+        )
+
+    path = out / "shard-00000" / flat_name(url)
+    assert first.returncode == second.returncode == third.returncode == 0, third.stderr
+    assert "1/1 shards done, 1 saved, 0 skipped" in second.stderr  # changed: replaced
+    assert path.read_bytes() == site.content
+    assert path.stat().st_mtime == NEW.timestamp()
+    assert "1/1 shards done, 0 saved, 1 unchanged, 0 skipped" in third.stderr
