@@ -128,7 +128,8 @@ class Board:
         return islice(self.active.values(), MAX_BARS)
 
     def done(self) -> int:
-        return self.tally.saved + self.tally.skipped + self.tally.failed
+        tally = self.tally
+        return tally.saved + tally.skipped + tally.unchanged + tally.failed
 
     def sample(self, now: float) -> None:
         """Feed the speed meters; once a refresh, for the bars that are shown."""

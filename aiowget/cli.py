@@ -144,8 +144,19 @@ def command(
         typer.Option("--content-disposition", help="Use the server's suggested name (sanitized)."),
     ] = False,
     if_exists: Annotated[
-        IfExists, typer.Option(help="When the final file is already there.")
-    ] = IfExists.SKIP,
+        IfExists | None,
+        typer.Option(
+            help="When the final file is already there (update: ask the server whether it "
+            "changed, with a conditional GET).",
+            show_default="skip",
+        ),
+    ] = None,
+    timestamping: Annotated[
+        bool,
+        typer.Option(
+            "-N", "--timestamping", help="--if-exists update, as wget's -N.", show_default=False
+        ),
+    ] = False,
     timeout: Annotated[
         float,
         typer.Option(
@@ -250,6 +261,13 @@ def command(
             "secure flag and expiry allow.",
         ),
     ] = None,
+    no_server_timestamps: Annotated[
+        bool,
+        typer.Option(
+            "--no-server-timestamps",
+            help="Do not give saved files the server's Last-Modified as their mtime.",
+        ),
+    ] = False,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -283,7 +301,7 @@ def command(
             per_host=per_host,
             naming=naming,
             content_disposition=content_disposition,
-            if_exists=if_exists,
+            if_exists=_if_exists(if_exists, timestamping),
             timeout=timeout,
             connect_timeout=connect_timeout,
             retries=retries,
@@ -303,6 +321,7 @@ def command(
             compute_sha256=json_output,
             fsync=fsync,
             cookies=load_cookies,
+            server_timestamps=not no_server_timestamps,
         )
         _check_sources(urls, input_file, output, checksum)
         _check_standard_streams(input_file, output, json_output)
@@ -368,7 +387,8 @@ def _run_on_dask(
             finished = report.shards_done + len(report.shards_failed)
             _say(
                 f"[+] shard {shard} ({finished}/{report.shards}): {report.saved} saved, "
-                f"{report.skipped} skipped, {report.failed} failed so far"
+                f"{_unchanged(report.unchanged)}{report.skipped} skipped, "
+                f"{report.failed} failed so far"
             )
 
     source: Iterable[str] | str = input_file if input_file not in (None, STDIN) else urls
@@ -384,9 +404,23 @@ def _run_on_dask(
         _say(f"[-] shard {shard}: {reason}")
     _say(
         f"[=] {report.shards_done}/{report.shards} shards done, {report.saved} saved, "
-        f"{report.skipped} skipped, {report.failed} failed"
+        f"{_unchanged(report.unchanged)}{report.skipped} skipped, {report.failed} failed"
     )
     return int(report.exit_status)
+
+
+def _unchanged(count: int) -> str:
+    """Unchanged files (`-N`) are counted only in jobs that have some, as in the summary line."""
+    return f"{count} unchanged, " if count else ""
+
+
+def _if_exists(given: IfExists | None, timestamping: bool) -> IfExists:
+    """`-N` is wget's name for `--if-exists update`: with another choice, a contradiction."""
+    if not timestamping:
+        return given or IfExists.SKIP
+    if given not in (None, IfExists.UPDATE):
+        raise UsageError(f"-N is --if-exists update: it cannot go with --if-exists {given}")
+    return IfExists.UPDATE
 
 
 def _mode(progress: _Progress) -> "ProgressMode":

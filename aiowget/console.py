@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import AiowgetError, ExitStatus, OutputClosedError, output_error
 from .models import Event, Finished, Notice, Outcome, Progress, Result, Retrying, Started, Tally
-from .text import printable, redact_url, shown_url
+from .text import iso_time, printable, redact_url, shown_url
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -208,6 +208,8 @@ def result_line(result: Result) -> str:
         return f"[+] saved {target} ({result.size} bytes)"
     if result.outcome is Outcome.SKIPPED:
         return f"[=] skipped {url}: {result.path} {result.note}".rstrip()
+    if result.outcome is Outcome.UNCHANGED:
+        return f"[=] unchanged {url}: {result.path} {result.note}".rstrip()
     return f"[-] {url}: {result.error}"
 
 
@@ -219,9 +221,11 @@ def retry_line(event: Retrying) -> str:
 
 
 def summary_line(tally: Tally, elapsed: float) -> str:
+    # Unchanged files (`--if-exists update`) are counted only in runs that have some.
+    unchanged = f"{tally.unchanged} unchanged, " if tally.unchanged else ""
     return (
-        f"[=] {tally.saved} saved ({format_size(tally.size)}), {tally.skipped} skipped, "
-        f"{tally.failed} failed in {elapsed:.1f} s"
+        f"[=] {tally.saved} saved ({format_size(tally.size)}), {unchanged}"
+        f"{tally.skipped} skipped, {tally.failed} failed in {elapsed:.1f} s"
     )
 
 
@@ -234,6 +238,7 @@ def result_record(result: Result) -> dict[str, Any]:
         "outcome": result.outcome.value,
         "bytes": result.size,
         "sha256": result.sha256,
+        "last_modified": iso_time(result.last_modified),
         "elapsed": round(result.elapsed, 6),
         "attempts": result.attempts,
         "error": None if result.error is None else str(result.error),
@@ -249,6 +254,7 @@ def unfinished_record(url: str) -> dict[str, Any]:
         "outcome": Outcome.FAILED.value,
         "bytes": 0,
         "sha256": None,
+        "last_modified": None,
         "elapsed": None,
         "attempts": None,
         "error": "interrupted",
@@ -261,6 +267,7 @@ def summary_record(tally: Tally, elapsed: float) -> dict[str, Any]:
         "summary": True,
         "saved": tally.saved,
         "skipped": tally.skipped,
+        "unchanged": tally.unchanged,
         "failed": tally.failed,
         "bytes": tally.size,
         "elapsed": round(elapsed, 6),

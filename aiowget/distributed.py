@@ -15,7 +15,8 @@ Layout of the output directory OUT:
 
 A shard is done exactly when its `.done.json` exists: a rerun submits only the others, and
 inside a shard complete files are skipped (and recorded with a checksum read from disk) and
-`.part` files resume as usual.
+`.part` files resume as usual. With `if_exists="update"` (`-N`) a rerun runs every shard
+again: each file is asked about with a conditional GET, and replaced only if it changed.
 
 The shard files hold the input as given, passwords included (the workers fetch them), so
 `OUT/.aiowget` is checked as storage checks its working folders (a real folder, ours, not
@@ -46,9 +47,9 @@ import aiofiles.os
 from .downloader import Downloader
 from .errors import AiowgetError, ExitStatus, LocalIOError, UsageError, combine_exit_statuses
 from .inputfile import InputFile
-from .models import Outcome, Result
+from .models import IfExists, Outcome, Result
 from .storage import work_dir_ready
-from .text import redact_url, redact_urls
+from .text import iso_time, redact_url, redact_urls
 from .transfer import DUPLICATE
 
 __all__ = ["Report", "ShardPaths", "download", "plan_shards", "run_shard"]
@@ -98,13 +99,15 @@ class Report:
     saved: int = 0
     skipped: int = 0
     failed: int = 0
+    unchanged: int = 0
     bytes: int = 0
     exit_status: ExitStatus = ExitStatus.OK
 
     def add(self, summary: dict[str, Any]) -> None:
         self.shards_done += 1
-        for key in ("saved", "skipped", "failed", "bytes"):
-            setattr(self, key, getattr(self, key) + int(summary[key]))
+        for key in ("saved", "skipped", "failed", "unchanged", "bytes"):
+            # A shard done before `unchanged` existed has no count of it.
+            setattr(self, key, getattr(self, key) + int(summary.get(key, 0)))
         self.exit_status = combine_exit_statuses((self.exit_status, int(summary["exit_status"])))
 
     def fail(self, shard: int, reason: str) -> None:
@@ -205,9 +208,16 @@ def run_shard(
         raise UsageError(f"no shard {shard} in {directory}: no {paths.urls}")
     work_dir_ready(paths.directory / STATE)
     with _owning(paths, on_wait):
-        if paths.status.exists():
+        if paths.status.exists() and not _updating(options):
             return _read_state(paths.status)
         return asyncio.run(_run_shard(paths, dict(options or {})))
+
+
+def _updating(options: Mapping[str, Any] | None) -> bool:
+    """`--if-exists update` asks again about every file, so a shard done before runs again
+    (a conditional GET per file; what did not change stays untouched)."""
+    wanted = (options or {}).get("if_exists", IfExists.SKIP)
+    return wanted in (IfExists.UPDATE, IfExists.UPDATE.value)
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -252,6 +262,7 @@ def _owning(paths: ShardPaths, on_wait: Callable[[], None] | None) -> Iterator[N
 
 async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {"shard": paths.shard, "saved": 0, "skipped": 0, "failed": 0}
+    summary["unchanged"] = 0
     summary.update(bytes=0, exit_status=0)
     source = await InputFile.open(paths.urls)
     settings = {**options, "directory": paths.files, "compute_sha256": True}
@@ -277,9 +288,10 @@ async def _run_shard(paths: ShardPaths, options: dict[str, Any]) -> dict[str, An
 
 
 async def _record(result: Result) -> dict[str, Any]:
-    """The manifest line; a file skipped as already there is measured and hashed from disk."""
+    """The manifest line; a file skipped as already there (or found unchanged) is measured
+    and hashed from disk."""
     size, sha256 = result.size, result.sha256
-    if result.outcome is Outcome.SKIPPED and result.path is not None:
+    if result.outcome in _FOUND_THERE and result.path is not None:
         size, sha256 = await asyncio.to_thread(_measure, result.path)
     return {
         "url": redact_url(result.url),  # the README promises masked records, on disk too
@@ -287,8 +299,12 @@ async def _record(result: Result) -> dict[str, Any]:
         "outcome": result.outcome.value,
         "bytes": size,
         "sha256": sha256,
+        "last_modified": iso_time(result.last_modified),
         "error": None if result.error is None else redact_urls(str(result.error)),
     }
+
+
+_FOUND_THERE = (Outcome.SKIPPED, Outcome.UNCHANGED)
 
 
 def _count(summary: dict[str, Any], result: Result) -> None:
@@ -351,7 +367,7 @@ def download(
     pending = []
     for shard in range(report.shards):
         status = ShardPaths(target, shard).status
-        if status.exists():
+        if status.exists() and not _updating(downloader_options):
             report.add(_read_state(status))
         else:
             pending.append(shard)

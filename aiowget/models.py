@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import overload
@@ -31,6 +32,7 @@ __all__ = [
     "Result",
     "Results",
     "Retrying",
+    "Stamp",
     "Started",
     "Tally",
 ]
@@ -49,11 +51,13 @@ class IfExists(str, Enum):
     SKIP = "skip"
     OVERWRITE = "overwrite"
     RENAME = "rename"
+    UPDATE = "update"  # a conditional GET; replaced only when the server has a newer version
 
 
 class Outcome(str, Enum):
     SAVED = "saved"
     SKIPPED = "skipped"
+    UNCHANGED = "unchanged"  # `--if-exists update`: the server said 304, the file is left alone
     FAILED = "failed"
 
 
@@ -92,6 +96,8 @@ class Options:
     fsync: bool = False
     # A Netscape cookies.txt to send from (`--load-cookies`); aiowget's own session only.
     cookies: Path | None = None
+    # A saved file takes the server's Last-Modified as its mtime (wget's default, curl -R).
+    server_timestamps: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize once, here
@@ -110,6 +116,7 @@ class Options:
         _flag("compute_sha256", self.compute_sha256)
         _flag("raise_errors", self.raise_errors)
         _flag("fsync", self.fsync)
+        _flag("server_timestamps", self.server_timestamps)
         for name in ("timeout", "connect_timeout", "limit_rate", "lowest_speed"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or not value > 0):
@@ -309,6 +316,15 @@ class PartState:
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """A version of a remote file as a saved file keeps it: its mtime (seconds since the
+    epoch) and its ETag (in an extended attribute). Either may be missing."""
+
+    mtime: float | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
 class Result:
     url: str
     path: Path | None
@@ -320,6 +336,8 @@ class Result:
     note: str = ""
     attempts: int = 0
     sha256: str | None = None
+    # The server's Last-Modified of the version saved (or found unchanged), when it sent one.
+    last_modified: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -372,6 +390,7 @@ class Tally:
     saved: int = 0
     skipped: int = 0
     failed: int = 0
+    unchanged: int = 0
     size: int = 0
     exit_status: ExitStatus = ExitStatus.OK
 
@@ -381,6 +400,8 @@ class Tally:
             self.saved += 1
         elif result.outcome is Outcome.SKIPPED:
             self.skipped += 1
+        elif result.outcome is Outcome.UNCHANGED:
+            self.unchanged += 1
         else:
             self.failed += 1
         self.exit_status = combine_exit_statuses((self.exit_status, result.exit_status))

@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -23,7 +23,7 @@ from .errors import (
     ProtocolError,
     UsageError,
 )
-from .models import HEADER_NAME, PartState
+from .models import HEADER_NAME, PartState, Stamp
 from .text import printable, redact_url, scrub, shorten
 
 __all__ = [
@@ -39,15 +39,20 @@ __all__ = [
     "check_complete",
     "check_status",
     "check_url",
+    "conditional_headers",
+    "etag_to_keep",
     "expected_length",
+    "file_mtime",
     "host_window",
     "is_overload",
     "is_retryable",
+    "is_unchanged",
     "judge",
     "judge_segment",
     "origin",
     "parse_content_range",
     "parse_header",
+    "parse_http_date",
     "parse_rate",
     "parse_retry_after",
     "parse_size",
@@ -277,6 +282,7 @@ class Action(Enum):
     APPEND = "append the body to the .part"
     COMPLETE = "the .part already holds the whole file"
     RESTART = "drop the .part and ask again without Range"
+    UNCHANGED = "the file there is current: a 304 to a conditional GET"
 
 
 @dataclass(frozen=True)
@@ -427,6 +433,70 @@ def _names_validator(headers: Mapping[str, str], validator: str | None) -> bool:
     field = "ETag" if validator.startswith('"') else "Last-Modified"
     answered = headers.get(field)
     return answered is not None and answered.strip() == validator
+
+
+# Server timestamps, kept ETags and `--if-exists update` -----------------------------------
+
+# How far ahead of our clock a server's date may be (its clock, or ours, a little off).
+CLOCK_SKEW = 60.0
+# Longest ETag kept in an extended attribute (ext4 gives all of a file's attributes 4 KiB).
+ETAG_LIMIT = 1024
+# RFC 9110 8.8.3: `"..."` or `W/"..."`, printable ASCII inside (obs-text is not kept).
+_ETAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e]*"\Z')
+_CONDITIONS = ("If-None-Match", "If-Modified-Since")
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP date (`Last-Modified`) as an aware UTC datetime; None when absent or
+    unparseable (a date without a zone is taken as GMT, as HTTP dates are)."""
+    if value is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
+
+
+def file_mtime(when: datetime | None, now: datetime) -> float | None:
+    """The mtime a saved file takes from the server's date, or None (it keeps the time it was
+    written): a date before 1970, or later than `now` by more than `CLOCK_SKEW`, is a wrong
+    clock, and a file from the future would make every later comparison lie."""
+    if when is None or when > now + timedelta(seconds=CLOCK_SKEW):
+        return None
+    stamp = when.timestamp()
+    return stamp if stamp >= 0 else None
+
+
+def etag_to_keep(value: str | None) -> str | None:
+    """An ETag worth keeping (and sending back in `If-None-Match`): strong or weak, exactly as
+    sent, printable and at most `ETAG_LIMIT` long; None for anything else."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value if len(value) <= ETAG_LIMIT and _ETAG.match(value) else None
+
+
+def conditional_headers(current: Stamp, now: datetime) -> dict[str, str]:
+    """The conditional GET of `--if-exists update` for a file holding version `current`:
+    `If-None-Match` with its kept ETag, `If-Modified-Since` with its mtime (as wget -N and
+    curl -z use it); empty when it has neither (an mtime in the future is no date to ask by)."""
+    headers = {}
+    etag = etag_to_keep(current.etag)
+    if etag is not None:
+        headers["If-None-Match"] = etag
+    mtime = current.mtime
+    if mtime is not None and 0 <= mtime <= now.timestamp() + CLOCK_SKEW:
+        headers["If-Modified-Since"] = email.utils.formatdate(mtime, usegmt=True)
+    return headers
+
+
+def is_unchanged(status: int, sent: Mapping[str, str]) -> bool:
+    """A 304 to a conditional GET: the file is as the server has it. A 304 nobody asked for
+    stays a protocol error (`check_status`)."""
+    return status == 304 and any(name in sent for name in _CONDITIONS)
 
 
 # Request options and the rate limit ------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -46,6 +46,7 @@ class SegmentOwner(Protocol):
     async def report(self, received: int, total: int | None) -> None: ...
     async def pace(self, arrived: int) -> None: ...
     def speed_watch(self) -> AbstractAsyncContextManager[None]: ...
+    def note_version(self, headers: Mapping[str, str]) -> None: ...
 
 
 async def fetch_segments(
@@ -105,6 +106,8 @@ class _Split:
             )
             if action is Action.RESTART:
                 raise FileChanged(f"segment {start}-{end}: not the same file any more")
+            # A resumed split download has no whole response: its segments name the version.
+            self.owner.note_version(response.headers)
             async with self.owner.speed_watch():
                 await self.copy(index, response.content, asked)
 

@@ -44,11 +44,12 @@ import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from .errors import LocalIOError, ProtocolError, output_error
-from .models import PartState
+from .models import PartState, Stamp
 from .naming import WORK_DIR
 from .policy import DiskPace, part_matches
 
 __all__ = [
+    "ETAG_XATTR",
     "META_SUFFIX",
     "PART_SUFFIX",
     "Disk",
@@ -69,6 +70,11 @@ T = TypeVar("T")
 
 PART_SUFFIX = ".part"
 META_SUFFIX = ".meta"
+# Where a saved file keeps its ETag, for `--if-exists update` (where the filesystem has them).
+ETAG_XATTR = "user.aiowget.etag"
+# A filesystem that will not take a user attribute (tmpfs before Linux 6.6, vfat, some NFS):
+# not asked again in this run.
+_NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM})
 _READ_SIZE = 1 << 20
 _NOFOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -104,7 +110,7 @@ class Sink(Protocol):
     async def write(self, data: bytes | bytearray) -> None: ...
     async def hash_into(self, hasher: Hasher, start: int) -> None: ...
     async def restart(self) -> None: ...
-    async def commit(self) -> None: ...
+    async def commit(self, stamp: Stamp | None = None) -> None: ...
     async def release(self, keep: bool) -> None: ...
 
 
@@ -123,6 +129,7 @@ class Claim:
     there: bool
     size: int
     state: PartState | None
+    current: Stamp | None = None  # the version the final file holds, when asked and there
 
 
 class Disk:
@@ -131,6 +138,25 @@ class Disk:
 
     def __init__(self, pace: DiskPace | None = None) -> None:
         self.pace = pace if pace is not None else DiskPace()
+        self.xattrs = hasattr(os, "setxattr")  # until a filesystem refuses one
+
+    def stamp(self, fd: int, stamp: Stamp | None) -> None:
+        """Give the file behind `fd` the mtime and ETag of the version it holds, before its
+        rename: the final name appears with them. (Blocking: called with the rename.)"""
+        # Niceties, never a failed download: a file system that refuses a time (some network
+        # ones) leaves the time of writing; a full attribute block costs this file its ETag;
+        # a file system without user attributes, every file's (found once, said never).
+        if stamp is None:
+            return
+        if stamp.mtime is not None:
+            with suppress(OSError):
+                os.utime(fd, (stamp.mtime, stamp.mtime))  # atime too, as wget and curl -R
+        if stamp.etag is not None and self.xattrs:
+            try:
+                os.setxattr(fd, ETAG_XATTR, stamp.etag.encode("ascii"))
+            except OSError as exc:
+                if exc.errno in _NO_XATTRS:
+                    self.xattrs = False
 
     async def run(self, function: Callable[..., T], *args: Any) -> tuple[T, bool]:
         """`function(*args)`'s result, and whether a cancellation came meanwhile."""
@@ -161,6 +187,7 @@ class PartFile:
         self.durable = durable  # --fsync: the bytes, then the rename, on disk before commit ends
         self.part, self.meta = _working_files(path, work)
         self.there = claim.there if claim else False
+        self.current = claim.current if claim else None
         self.offset = claim.size if claim and claim.state is not None else 0
         self.state = claim.state if claim else None
         self._fd: int | None = claim.fd if claim else None
@@ -214,6 +241,7 @@ class PartFile:
         disk: Disk,
         durable: bool = False,
         work: Path | None = None,
+        compare: bool = False,
     ) -> PartFile | Found:
         """Lock the `.part` of `path` and look at the disk, in one hop.
 
@@ -222,9 +250,11 @@ class PartFile:
         sidecar is read when `resume`, and trusted only when it is for `url` and matches the
         `.part`; otherwise the transfer starts from the first byte. `checked`: the working
         folder was already found to be ours in this run (one look less per file); `work`:
-        the working folder, when known."""
+        the working folder, when known; `compare`: a final file there is looked at too, for
+        the version it holds (`current`)."""
         part, meta = _working_files(path, work)
-        look = (_claim, part, meta, path, url if resume else None, skip_if_there, checked)
+        resumed = url if resume else None
+        look = (_claim, part, meta, path, resumed, skip_if_there, checked, compare)
         claim, cancelled = await disk.run(*look)
         if isinstance(claim, Found):
             if cancelled:
@@ -253,7 +283,9 @@ class PartFile:
         if cancelled:
             raise asyncio.CancelledError
 
-    async def write_whole(self, data: bytes | bytearray, state: PartState) -> Found | None:
+    async def write_whole(
+        self, data: bytes | bytearray, state: PartState, stamp: Stamp | None = None
+    ) -> Found | None:
         """A small body, complete and verified: written, renamed and unlocked in one thread
         hop (a deferred `.part` is claimed in that same hop). None when saved; else what stood
         in the way of a deferred one, and nothing was written.
@@ -264,8 +296,8 @@ class PartFile:
         if self._deferred is not None:
             skip_if_there, checked = self._deferred
             found = await self._run(
-                _claim_write_whole, self.part, self.path, self.meta, data, self.durable,
-                skip_if_there, checked,
+                _claim_write_whole, self.part, self.path, self.meta, data,
+                (self.durable, self.disk, stamp), skip_if_there, checked,
             )  # fmt: skip
             if found is None:
                 self._deferred = None
@@ -273,7 +305,8 @@ class PartFile:
             return found
         fd, self._fd = self._locked(), None
         self.offset, self.state, self._committed = len(data), state, True
-        await self._run(_write_whole, fd, self.part, self.path, self.meta, data, self.durable)
+        saving = (self.durable, self.disk, stamp)
+        await self._run(_write_whole, fd, self.part, self.path, self.meta, data, saving)
         return None
 
     async def begin_split(self, state: PartState, fresh: bool) -> None:
@@ -314,14 +347,16 @@ class PartFile:
         await self._hop(_empty, self._locked(), self.meta)
         self.offset, self.state = 0, None
 
-    async def commit(self) -> None:
+    async def commit(self, stamp: Stamp | None = None) -> None:
+        """Rename the whole `.part` into place, with the mtime and ETag of `stamp`."""
         if self._committed:
             return
         await self._close_writer()
         fd, self._fd = self._locked(), None
         self._committed = True
         # Replaces whatever is at the final name, a planted symlink included: never follows it.
-        await self._hop(_commit, fd, self.part, self.path, self.meta, self.durable)
+        saving = (self.durable, self.disk, stamp)
+        await self._hop(_commit, fd, self.part, self.path, self.meta, saving)
 
     async def release(self, keep: bool) -> None:
         """Unlock; keep the .part and sidecar for a later resume, or remove both first."""
@@ -388,8 +423,8 @@ class StreamSink:
         if self.offset:
             raise ProtocolError("the server cannot resume, and standard output cannot rewind")
 
-    async def commit(self) -> None:
-        await self._off_loop(self._stream.flush)
+    async def commit(self, stamp: Stamp | None = None) -> None:
+        await self._off_loop(self._stream.flush)  # a stream has no mtime to set
 
     async def release(self, keep: bool) -> None:
         # When cancelled, a flush could wait for the reader: skipped.
@@ -485,7 +520,13 @@ async def uninterrupted(work: Awaitable[T]) -> tuple[T, bool]:
 
 
 def _claim(
-    part: Path, meta: Path, final: Path, url: str | None, skip_if_there: bool, checked: bool
+    part: Path,
+    meta: Path,
+    final: Path,
+    url: str | None,
+    skip_if_there: bool,
+    checked: bool,
+    compare: bool = False,
 ) -> Claim | Found:
     if _final_there(final) and skip_if_there:
         return Found.THERE  # the usual rerun: nothing created, nothing locked
@@ -502,12 +543,29 @@ def _claim(
         size = os.fstat(fd).st_size
         # An empty .part has nothing to resume: its sidecar, if any, is not worth a read.
         state = _read_meta(meta, url) if url is not None and size else None
+        current = _current_stamp(final) if compare and there else None
     except BaseException:
         os.close(fd)
         raise
     if state is not None and not part_matches(size, state):
         state = None
-    return Claim(fd, there, size, state)
+    return Claim(fd, there, size, state, current)
+
+
+def _current_stamp(final: Path) -> Stamp:
+    """The version a final file holds: its mtime and kept ETag. Nothing for anything but a
+    regular file (a symlink there is never followed: it is replaced, as with overwrite)."""
+    try:
+        info = os.lstat(final)
+    except FileNotFoundError:  # removed since it was seen: nothing to compare with
+        return Stamp()
+    if not stat.S_ISREG(info.st_mode):
+        return Stamp()
+    try:
+        etag = os.getxattr(final, ETAG_XATTR, follow_symlinks=False).decode("ascii")
+    except (OSError, UnicodeDecodeError, AttributeError):  # none kept, or no xattrs here
+        etag = None
+    return Stamp(info.st_mtime, etag)
 
 
 def _final_there(final: Path) -> bool:
@@ -697,24 +755,28 @@ def _write_all_at(fd: int, data: bytes | bytearray, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
+# How a `.part` becomes its final file: (`--fsync`, the run's Disk, the version's Stamp).
+Saving = tuple[bool, Disk, Stamp | None]
+
+
 def _claim_write_whole(
     part: Path,
     final: Path,
     meta: Path,
     data: bytes | bytearray,
-    durable: bool,
+    saving: Saving,
     skip_if_there: bool,
     checked: bool,
 ) -> Found | None:
     claim = _claim(part, meta, final, None, skip_if_there, checked)
     if isinstance(claim, Found):
         return claim
-    _write_whole(claim.fd, part, final, meta, data, durable)
+    _write_whole(claim.fd, part, final, meta, data, saving)
     return None
 
 
 def _write_whole(
-    fd: int, part: Path, final: Path, meta: Path, data: bytes | bytearray, durable: bool
+    fd: int, part: Path, final: Path, meta: Path, data: bytes | bytearray, saving: Saving
 ) -> None:
     try:
         os.ftruncate(fd, 0)
@@ -722,15 +784,19 @@ def _write_whole(
     except BaseException:
         _release(fd, part, meta, keep=False)
         raise
-    _commit(fd, part, final, meta, durable)
+    _commit(fd, part, final, meta, saving)
 
 
-def _commit(fd: int, part: Path, final: Path, meta: Path, durable: bool) -> None:
-    """Rename the whole `.part` into place, then unlock. The sidecar goes first: once the
-    name is free, another run may claim a new `.part` and write a sidecar of its own.
-    `durable` (`--fsync`): the file's bytes reach the disk before the rename, and the folder
-    (the rename itself) after it, so a power cut leaves the old name or the whole new file."""
+def _commit(fd: int, part: Path, final: Path, meta: Path, saving: Saving) -> None:
+    """Stamp the whole `.part` (mtime, ETag), rename it into place, then unlock. The sidecar
+    goes first: once the name is free, another run may claim a new `.part` and write a
+    sidecar of its own. `durable` (`--fsync`): the file's bytes reach the disk before the
+    rename, and the folder (the rename itself) after it, so a power cut leaves the old name or
+    the whole new file. The rename replaces an older file at once: a reader holding it open
+    goes on reading it whole."""
+    durable, disk, stamp = saving
     try:
+        disk.stamp(fd, stamp)
         if durable:
             os.fsync(fd)
         with suppress(FileNotFoundError):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime
 
 __all__ = [
     "is_unsafe_char",
+    "iso_time",
     "printable",
     "redact_url",
     "redact_urls",
@@ -14,6 +16,12 @@ __all__ = [
     "shorten",
     "shown_url",
 ]
+
+
+def iso_time(when: datetime | None) -> str | None:
+    """ISO 8601 in UTC with `Z`, to the second (what an HTTP date holds), as records show it."""
+    return None if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 # Longer text is cut in messages: a 10 MB URL must not make a 10 MB line.
 SHOWN_LENGTH = 300

@@ -15,7 +15,7 @@ import random
 import ssl
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -51,6 +51,7 @@ from .models import (
     Progress,
     Result,
     Retrying,
+    Stamp,
     Started,
 )
 from .policy import (
@@ -62,15 +63,20 @@ from .policy import (
     can_resume,
     check_complete,
     check_url,
+    conditional_headers,
+    etag_to_keep,
     expected_length,
+    file_mtime,
     first_hop,
     format_rate,
     is_redirect,
     is_retryable,
+    is_unchanged,
     judge,
     next_hop,
     origin,
     parse_content_range,
+    parse_http_date,
     plan_segments,
     resume_headers,
     retry_delay,
@@ -100,6 +106,8 @@ _HASH_INLINE = 1 << 16
 PROGRESS_INTERVAL = 0.2
 # How often a transfer that found its `.part` locked by another looks again.
 LOCK_POLL = 0.25
+# The outcomes whose result says which version the file holds.
+_VERSIONED = (Outcome.SAVED, Outcome.UNCHANGED)
 # Result notes that other parts read (the Dask manifest, a list's repeats).
 DUPLICATE = "duplicate URL, fetched once"
 RENAMED = "saved under a new name:"
@@ -199,6 +207,11 @@ def request_timeouts(options: Options) -> aiohttp.ClientTimeout:
 class _AlreadyThere(BaseException):
     """A deferred `.part` found its final file saved by another run: skipped, after all.
     (Not an Exception: it must pass `map_errors` and the retries untouched.)"""
+
+
+class _Unchanged(BaseException):
+    """`--if-exists update`: the server answered 304, the file under its name is current.
+    (Not an Exception, for the same reason as `_AlreadyThere`.)"""
 
 
 def _inside(path: Path, directory: Path) -> bool:
@@ -311,6 +324,12 @@ class _Transfer:
         self.flow = 0  # bytes that arrived, for the floor
         self.held = 0.0  # seconds spent waiting on our own --limit-rate
         self.holding_since: float | None = None
+        # The version being saved: its Last-Modified (reported), and the mtime and ETag its
+        # file gets at the rename.
+        self.last_modified: datetime | None = None
+        self.stamp: Stamp | None = None
+        # `--if-exists update`: the version the file already there holds, to ask by.
+        self.compare: Stamp | None = None
 
     def result(self, outcome: Outcome, started: float, error: AiowgetError | None = None) -> Result:
         return Result(
@@ -326,6 +345,7 @@ class _Transfer:
             sha256=self.digest.hexdigest("sha256")
             if self.digest and outcome is Outcome.SAVED
             else None,
+            last_modified=self.last_modified if outcome in _VERSIONED else None,
         )
 
     async def run(self, stream: IO[bytes] | None) -> Outcome:
@@ -346,7 +366,7 @@ class _Transfer:
 
     async def _fetch_named_by_server(self, url: str) -> Outcome:
         async with self.slot(url), self._get(url, {}) as response:
-            self._check(response, 0, None)
+            self._check(response, 0, None, {})
             header = response.headers.get("Content-Disposition")
         # Claimed with no slot or response held: it may wait for another transfer of the file.
         suggested = naming.disposition_name(header) if header else None
@@ -456,9 +476,11 @@ class _Transfer:
                 checked=self.folder in self.ctx.checked_dirs,
                 durable=self.options.fsync,
                 disk=self.ctx.disk,
+                compare=if_exists is IfExists.UPDATE,
             )
             if isinstance(found, PartFile):
                 self._checked()
+                self.compare = found.current
             if found is Found.THERE:
                 self.note = "already there"
                 return False
@@ -495,6 +517,9 @@ class _Transfer:
         except _AlreadyThere:  # another run saved it while this one asked for it
             self.note, self.size = "already there", 0
             return Outcome.SKIPPED
+        except _Unchanged:
+            self.note, self.size = "not modified on the server", 0
+            return Outcome.UNCHANGED
         return Outcome.SAVED
 
     async def _fetch(self, url: str, sink: Sink) -> None:
@@ -505,7 +530,7 @@ class _Transfer:
             resumable = not unwanted and can_resume(sink.offset, sink.state)
             await sink.release(keep=resumable)
             raise
-        await sink.commit()
+        await sink.commit(self.stamp)
 
     async def _attempts(self, url: str, sink: Sink) -> None:
         while True:
@@ -550,21 +575,43 @@ class _Transfer:
                 "fetching from the first byte"
             )
         offset = sink.offset if headers else 0
+        if not headers and self.compare is not None:
+            # `--if-exists update`, and no .part to resume: ask whether the file changed.
+            headers = await self._conditions(self.compare)
         plan: PartState | None = None
         async with self.slot(url), self._get(url, headers) as response:
-            action = self._check(response, offset, sink.state)
+            action = self._check(response, offset, sink.state, headers)
             if action is Action.RESTART:
                 await sink.restart()
                 return True
             if action is Action.FROM_ZERO and isinstance(sink, PartFile) and self.may_split:
                 plan = self._plan_split(response)
-            if plan is None and action is not Action.COMPLETE:
+            if plan is None and action not in (Action.COMPLETE, Action.UNCHANGED):
                 await self._receive(response, sink, action)
+        if action is Action.UNCHANGED:  # raised out of the slot: a 304 is a request done well
+            raise _Unchanged
         if plan is not None:  # the first response is dropped unread: the segments take over
             assert isinstance(sink, PartFile)
             return await self._split(url, sink, plan, fresh=True)
         await self._verify(sink)
         return False
+
+    async def _conditions(self, current: Stamp) -> dict[str, str]:
+        headers = conditional_headers(current, datetime.now(timezone.utc))
+        if not headers:
+            await self._say_once(
+                "no ETag or usable modification time to compare with; fetching it again"
+            )
+        return headers
+
+    def note_version(self, headers: Mapping[str, str]) -> None:
+        """The response accepted is of the version to save: its Last-Modified is reported,
+        and its file gets that mtime (unless `--no-server-timestamps`) and its ETag."""
+        when = parse_http_date(headers.get("Last-Modified"))
+        now = datetime.now(timezone.utc)
+        mtime = file_mtime(when, now) if self.options.server_timestamps else None
+        self.last_modified = when
+        self.stamp = Stamp(mtime, etag_to_keep(headers.get("ETag")))
 
     async def _say_once(self, message: str) -> None:
         if message not in self.said:
@@ -664,12 +711,22 @@ class _Transfer:
             yield
 
     def _check(
-        self, response: aiohttp.ClientResponse, offset: int, state: PartState | None
+        self,
+        response: aiohttp.ClientResponse,
+        offset: int,
+        state: PartState | None,
+        sent: Mapping[str, str],
     ) -> Action:
         self.status = response.status
+        headers = response.headers
+        if is_unchanged(response.status, sent):
+            self.last_modified = parse_http_date(headers.get("Last-Modified"))
+            return Action.UNCHANGED
         now = datetime.now(timezone.utc)
-        reason = response.reason or ""
-        return judge(response.status, reason, response.headers, offset, state, now)
+        action = judge(response.status, response.reason or "", headers, offset, state, now)
+        if action is not Action.COMPLETE:  # a 416's headers say nothing of the version
+            self.note_version(headers)
+        return action
 
     async def _receive(self, response: aiohttp.ClientResponse, sink: Sink, action: Action) -> None:
         from_zero = action is Action.FROM_ZERO
@@ -716,7 +773,7 @@ class _Transfer:
             self.digest.verify()
         validator = sink.state.validator if sink.state is not None else None
         state = PartState(self.job.url, validator, len(data))
-        while (found := await sink.write_whole(data, state)) is not None:
+        while (found := await sink.write_whole(data, state, self.stamp)) is not None:
             await self._stand_aside(found)
         self._checked()
         self.size = len(data)

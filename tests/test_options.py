@@ -202,6 +202,7 @@ async def test_json_report(files_server: Server, tmp_path: Path) -> None:
         "outcome": "saved",
         "bytes": len(FILES["/files/f2.bin"]),
         "sha256": hashlib.sha256(FILES["/files/f2.bin"]).hexdigest(),
+        "last_modified": None,  # the server sent none
         "elapsed": saved["elapsed"],
         "attempts": 1,
         "error": None,
@@ -216,6 +217,7 @@ async def test_json_report(files_server: Server, tmp_path: Path) -> None:
         "summary": True,
         "saved": 2,
         "skipped": 0,
+        "unchanged": 0,
         "failed": 1,
         "bytes": 2 * len(FILES["/files/f2.bin"]),
         "elapsed": summary["elapsed"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import aiohttp
 import pytest
@@ -24,7 +24,7 @@ from aiowget.errors import (
     combine_exit_statuses,
     map_errors,
 )
-from aiowget.models import Checksum, PartState
+from aiowget.models import Checksum, PartState, Stamp
 from aiowget.policy import (
     Action,
     ContentRange,
@@ -36,12 +36,17 @@ from aiowget.policy import (
     check_complete,
     check_status,
     check_url,
+    conditional_headers,
+    etag_to_keep,
     expected_length,
+    file_mtime,
     is_retryable,
+    is_unchanged,
     judge,
     origin,
     parse_content_range,
     parse_header,
+    parse_http_date,
     parse_rate,
     parse_retry_after,
     parse_size,
@@ -585,3 +590,104 @@ def test_disk_work_tries_the_loop_again_after_the_backoff() -> None:
     assert [pace.inline(t) for t in (10.0, 39.9, 40.0)] == [False, False, True]
     pace.took(0.001, now=40.0)  # fast again: stays
     assert pace.inline(100.0)
+
+
+# Server timestamps, kept ETags and --if-exists update ---------------------------------------
+
+JUNE = datetime(2024, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
+MARCH = datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Thu, 04 Mar 2021 05:06:07 GMT", MARCH),  # RFC 9110's IMF-fixdate
+        ("  Thu, 04 Mar 2021 05:06:07 GMT ", MARCH),
+        ("Thursday, 04-Mar-21 05:06:07 GMT", MARCH),  # obsolete RFC 850
+        ("Thu Mar  4 05:06:07 2021", MARCH),  # asctime: no zone, so GMT
+        ("Thu, 04 Mar 2021 07:06:07 +0200", MARCH),  # a zone: turned to UTC
+        (None, None),
+        ("", None),
+        ("yesterday", None),
+        ("Thu, 32 Mar 2021 05:06:07 GMT", None),
+        ("Thu, 04 Mar 99999999999 05:06:07 GMT", None),
+    ],
+)
+def test_parse_http_date(value: str | None, expected: datetime | None) -> None:
+    assert parse_http_date(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        (MARCH, MARCH.timestamp()),
+        (JUNE, JUNE.timestamp()),
+        (JUNE + timedelta(seconds=59), (JUNE + timedelta(seconds=59)).timestamp()),  # skew
+        (JUNE + timedelta(seconds=61), None),  # from the future: a wrong clock
+        (datetime(1969, 12, 31, tzinfo=timezone.utc), None),
+        (datetime(1970, 1, 1, tzinfo=timezone.utc), 0.0),
+        (None, None),
+    ],
+)
+def test_file_mtime(when: datetime | None, expected: float | None) -> None:
+    assert file_mtime(when, JUNE) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ('"abc"', '"abc"'),
+        ('W/"abc"', 'W/"abc"'),  # weak: kept as sent (If-None-Match compares weakly)
+        ('  "abc" ', '"abc"'),
+        ('""', '""'),
+        ('"' + "x" * 1022 + '"', '"' + "x" * 1022 + '"'),  # 1024: the longest kept
+        ('"' + "x" * 1023 + '"', None),
+        ("abc", None),  # not quoted
+        ('w/"abc"', None),  # W is upper case
+        ('"a"b"', None),
+        ('"a b"', None),
+        ('"a\x1bb"', None),
+        ('"caf\u00e9"', None),  # obs-text is not kept
+        ('"a", "b"', None),  # a list is no ETag
+        (None, None),
+    ],
+)
+def test_etag_to_keep(value: str | None, kept: str | None) -> None:
+    assert etag_to_keep(value) == kept
+
+
+_MARCH_DATE = "Thu, 04 Mar 2021 05:06:07 GMT"
+
+
+@pytest.mark.parametrize(
+    ("current", "headers"),
+    [
+        (
+            Stamp(MARCH.timestamp(), '"v1"'),
+            {"If-None-Match": '"v1"', "If-Modified-Since": _MARCH_DATE},
+        ),
+        (Stamp(MARCH.timestamp() + 0.9, None), {"If-Modified-Since": _MARCH_DATE}),  # floored
+        (Stamp(None, 'W/"v1"'), {"If-None-Match": 'W/"v1"'}),
+        (Stamp(MARCH.timestamp(), "garbage\r\nX: 1"), {"If-Modified-Since": _MARCH_DATE}),
+        (Stamp((JUNE + timedelta(days=1)).timestamp(), None), {}),  # no date to ask by
+        (Stamp(-1.0, None), {}),
+        (Stamp(), {}),
+    ],
+)
+def test_conditional_headers(current: Stamp, headers: dict[str, str]) -> None:
+    assert conditional_headers(current, JUNE) == headers
+
+
+@pytest.mark.parametrize(
+    ("status", "sent", "unchanged"),
+    [
+        (304, {"If-None-Match": '"v1"'}, True),
+        (304, {"If-Modified-Since": _MARCH_DATE}, True),
+        (304, {}, False),  # nobody asked: a protocol error, not "unchanged"
+        (304, {"Range": "bytes=5-"}, False),
+        (200, {"If-None-Match": '"v1"'}, False),  # changed: fetched and replaced
+        (412, {"If-None-Match": '"v1"'}, False),
+    ],
+)
+def test_is_unchanged(status: int, sent: dict[str, str], unchanged: bool) -> None:
+    assert is_unchanged(status, sent) is unchanged
