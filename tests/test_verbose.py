@@ -18,7 +18,7 @@ from aiowget.console import ConsoleReporter, ProgressMode
 from aiowget.models import Exchange, HttpHead, Note
 from aiowget.text import masked_header
 
-from .conftest import RawFactory, ServeFactory, run_cli
+from .conftest import Proxy, RawFactory, ServeFactory, run_cli
 
 SECRET = "s3cr3t-value"
 
@@ -104,6 +104,22 @@ async def test_verbose_never_shows_a_secret(
     for output in (result.stderr, result.stdout.decode()):
         assert SECRET not in output
         assert encoded not in output
+
+
+async def test_verbose_shows_a_proxys_request_line_and_masks_its_credentials(
+    proxy: Proxy, tmp_path: Path
+) -> None:
+    through = proxy.url().replace("http://", f"http://pu:{SECRET}@")
+
+    result = await run_cli("-v", "--proxy", through, "-P", tmp_path, "http://origin.invalid/f")
+
+    assert result.exit_code == 0
+    assert proxy.credentials == ["Basic " + base64.b64encode(f"pu:{SECRET}".encode()).decode()]
+    lines = result.stderr.splitlines()
+    assert "> GET http://origin.invalid/f HTTP/1.1" in lines  # a proxy gets the absolute form
+    assert "> Proxy-Authorization: Basic ***" in lines
+    assert SECRET not in result.stderr
+    assert proxy.credentials[0].split()[1] not in result.stderr
 
 
 async def test_verbose_shows_a_redirect_chain_hop_by_hop(
