@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ._version import __version__
 from .errors import AiowgetError, ExitStatus, UsageError, combine_exit_statuses
-from .text import masked_header, redact_url, redact_urls, shown_url
+from .text import masked_header, printable, redact_url, redact_urls, shown_url
 
 __all__ = [
     "Checksum",
@@ -439,10 +439,11 @@ class HttpHead:
     headers: tuple[tuple[str, str], ...]
 
     def lines(self, mark: str) -> list[str]:
-        """`mark` + each line, credentials masked (`text.masked_header`)."""
+        """`mark` + each line, credentials masked (`text.masked_header`) and control
+        characters escaped: a server's headers must not drive the terminal."""
         shown = [f"{mark} {redact_urls(self.line)}"]
         shown += [f"{mark} {name}: {masked_header(name, value)}" for name, value in self.headers]
-        return shown
+        return [printable(line) for line in shown]
 
 
 @dataclass(frozen=True)

@@ -327,3 +327,10 @@ async def test_console_prints_verbose_lines_above_the_bars() -> None:
 )
 def test_masked_header(name: str, value: str, shown: str) -> None:
     assert masked_header(name, value) == shown
+
+
+def test_exchange_lines_escape_what_the_server_sent() -> None:
+    hostile = HttpHead("HTTP/1.1 200 OK\x1b[2J", (("X-Evil", "a\x1b]0;title\x07b"),))
+    exchange = Exchange("http://e.com/", "http://e.com/", 1, EXCHANGE.request, hostile)
+
+    assert exchange.lines()[-2:] == ["< HTTP/1.1 200 OK\\x1b[2J", "< X-Evil: a\\x1b]0;title\\x07b"]
