@@ -767,8 +767,10 @@ class _Transfer:
     ) -> aiohttp.ClientResponse:
         while True:
             deadline.reused = False
+            # Chosen here, so that without `verbose` a request costs one flag test more.
+            request = self._logged if self.options.verbose else self._request
             try:
-                return await self._request(hop, extra, deadline)
+                return await request(hop, extra, deadline)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 # A keep-alive connection the server had closed meanwhile (it need not say
                 # `Connection: close`), or that it closed on reading the request: sent again
@@ -779,13 +781,6 @@ class _Transfer:
                     raise
                 self.attempts += 1
 
-    async def _request(
-        self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
-    ) -> aiohttp.ClientResponse:
-        if self.options.verbose:
-            return await self._logged(hop, extra, deadline)
-        return await self._plain_request(hop, extra, deadline)
-
     async def _logged(
         self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
     ) -> aiohttp.ClientResponse:
@@ -794,7 +789,7 @@ class _Transfer:
         deadline.sent_head = None
         deadline.tracing = True
         try:
-            response = await self._plain_request(hop, extra, deadline)
+            response = await self._request(hop, extra, deadline)
         except BaseException as error:
             # It went out and nothing came back; a cancellation is told only when it is the
             # header deadline's (Ctrl-C, a caller's cancel: nothing more is awaited).
@@ -810,7 +805,7 @@ class _Transfer:
     async def _exchange(self, target: str, sent: HttpHead, got: HttpHead | None) -> None:
         await self.ctx.emit(Exchange(self.job.url, target, self.attempts, sent, got))
 
-    async def _plain_request(
+    async def _request(
         self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
     ) -> aiohttp.ClientResponse:
         sending = _sending.set(deadline)  # told by aiowget's session: sent, connection reused
