@@ -72,6 +72,9 @@ def _said_if_interrupted() -> Iterator[None]:
         raise typer.Exit(ExitStatus.INTERRUPTED) from None
 
 
+# `distributed.download`'s default: repeated so that --help need not import it (and asyncio).
+_SHARD_SIZE = 10_000
+
 app = typer.Typer(
     add_completion=True,
     rich_markup_mode=None,  # help texts are plain: "[default: ...]" is not markup
@@ -99,7 +102,8 @@ def _version(value: bool) -> None:
 @app.command(cls=_Command, help="Download many URLs at once.")
 def command(
     urls: Annotated[
-        list[str] | None, typer.Argument(help="URLs to fetch.", show_default=False)
+        list[str] | None,
+        typer.Argument(metavar="[URL]...", help="URLs to fetch.", show_default=False),
     ] = None,
     input_file: Annotated[
         str | None,
@@ -122,7 +126,9 @@ def command(
             "-O", "--output", metavar="FILE", help="Exact output path for one URL ('-' = stdout)."
         ),
     ] = None,
-    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Downloads at once.")] = 8,
+    jobs: Annotated[
+        int, typer.Option("-j", "--jobs", min=1, metavar="N", help="Downloads at once.")
+    ] = 8,
     per_host: Annotated[
         str | None,
         typer.Option(
@@ -136,7 +142,8 @@ def command(
     naming: Annotated[
         Naming,
         typer.Option(
-            help="flat: host__path; basename: the last path segment; tree: host/dir/file."
+            metavar="flat|basename|tree",
+            help="flat: host__path; basename: the last path segment; tree: host/dir/file.",
         ),
     ] = Naming.FLAT,
     content_disposition: Annotated[
@@ -146,6 +153,7 @@ def command(
     if_exists: Annotated[
         IfExists | None,
         typer.Option(
+            metavar="skip|overwrite|rename|update",
             help="When the final file is already there (update: ask the server whether it "
             "changed, with a conditional GET).",
             show_default="skip",
@@ -276,13 +284,34 @@ def command(
             help="Run the job in shards on a Dask cluster (local:N starts one here).",
         ),
     ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-size",
+            min=1,
+            metavar="N",
+            help=f"With --dask: URLs per shard, one task on one worker [default: {_SHARD_SIZE}].",
+            show_default=False,
+        ),
+    ] = None,
     progress: Annotated[
-        _Progress, typer.Option(help="Bars on a terminal, plain lines elsewhere.")
+        _Progress,
+        typer.Option(
+            metavar="auto|bar|plain|none", help="Bars on a terminal, plain lines elsewhere."
+        ),
     ] = _Progress.AUTO,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON object per URL on stdout, then a summary.")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only errors.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "-v",
+            "--verbose",
+            help="Print every request and response head on stderr (credentials masked).",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -322,16 +351,13 @@ def command(
             fsync=fsync,
             cookies=load_cookies,
             server_timestamps=not no_server_timestamps,
+            verbose=verbose,
         )
         _check_sources(urls, input_file, output, checksum)
         _check_standard_streams(input_file, output, json_output)
         _check_output(output)
         digest = Checksum.parse(checksum) if checksum is not None else None
-        if dask is not None and (output is not None or json_output):
-            raise UsageError(
-                "--dask writes into -P DIR and its manifests (DIR/.aiowget/*.jsonl): "
-                "it cannot be used with -O or --json"
-            )
+        _check_dask(dask, shard_size, output, json_output, verbose)
         if json_output and output == STDIN:
             raise UsageError("--json and -O - would both write to stdout")
     except (UsageError, LocalIOError) as error:
@@ -339,12 +365,13 @@ def command(
     if dask is not None:
         # A --checksum (one URL) travels with its URL, as an input line's checksum= would.
         lines = [f"{url} checksum={digest}" if digest else url for url in urls]
-        raise typer.Exit(_run_on_dask(dask, lines, input_file, options, quiet))
+        raise typer.Exit(_run_on_dask(dask, shard_size, lines, input_file, options, quiet))
     reporter = ConsoleReporter(
         mode=_mode(progress),
         quiet=quiet,
         json_stream=sys.stdout if json_output else None,
         total=None if input_file is not None else len(urls),
+        verbose=verbose,
     )
     given = [Job(url=url, checksum=digest) for url in urls]
     runner = _event_loop_runner()
@@ -373,35 +400,39 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, ExitStatus]], ExitStat
 
 
 def _run_on_dask(
-    address: str, urls: list[str], input_file: str | None, options: Options, quiet: bool
+    address: str,
+    shard_size: int | None,
+    urls: list[str],
+    input_file: str | None,
+    options: Options,
+    quiet: bool,
 ) -> int:
     if importlib.util.find_spec("distributed") is None:  # pragma: no cover - in the dev extra
         _fail(UsageError("--dask needs the dask extra: pip install 'aiowget[dask]'"))
     from . import distributed
+    from .console import shard_line, shards_start_line
 
     settings = {f.name: getattr(options, f.name) for f in fields(Options)}
     directory = settings.pop("directory")
-
-    def shard_done(shard: int, report: distributed.Report) -> None:
-        if not quiet:
-            finished = report.shards_done + len(report.shards_failed)
-            _say(
-                f"[+] shard {shard} ({finished}/{report.shards}): {report.saved} saved, "
-                f"{_unchanged(report.unchanged)}{report.skipped} skipped, "
-                f"{report.failed} failed so far"
-            )
-
+    size = shard_size or _SHARD_SIZE
     source: Iterable[str] | str = input_file if input_file not in (None, STDIN) else urls
     if input_file == STDIN:
         source = itertools.chain(urls, sys.stdin)  # streamed into shards, never held whole
     try:
         report = distributed.download(
-            source, directory, address=address, on_shard=shard_done, **settings
+            source,
+            directory,
+            address=address,
+            shard_size=size,
+            on_start=None if quiet else lambda report: _say(shards_start_line(report, size)),
+            on_shard=None if quiet else lambda shard, report: _say(shard_line(shard, report)),
+            **settings,
         )
     except AiowgetError as error:  # a refused OUT/.aiowget too: one line, exit 3
         _fail(error)
-    for shard, reason in report.shards_failed.items():
-        _say(f"[-] shard {shard}: {reason}")
+    if quiet:  # the failures were not said as they came
+        for shard, reason in report.shards_failed.items():
+            _say(f"[-] shard {shard}: {reason}")
     _say(
         f"[=] {report.shards_done}/{report.shards} shards done, {report.saved} saved, "
         f"{_unchanged(report.unchanged)}{report.skipped} skipped, {report.failed} failed"
@@ -442,6 +473,22 @@ def _password(given: str | None, file: Path | None) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise UsageError(f"cannot read password file {file}: {reason}") from None
+
+
+def _check_dask(
+    dask: str | None, shard_size: int | None, output: str | None, json_output: bool, verbose: bool
+) -> None:
+    if dask is None:
+        if shard_size is not None:
+            raise UsageError("--shard-size is for --dask")
+        return
+    if output is not None or json_output:
+        raise UsageError(
+            "--dask writes into -P DIR and its manifests (DIR/.aiowget/*.jsonl): "
+            "it cannot be used with -O or --json"
+        )
+    if verbose:  # the requests are made by the workers, in other processes
+        raise UsageError("-v shows this process's requests; with --dask the workers make them")
 
 
 def _check_sources(

@@ -6,6 +6,12 @@ finished-file lines printed above them, both drawn a few times a second), JSON r
 stdout. An asyncio.Lock, the heir of the original's mutex around stdout, keeps each line
 whole. Whatever the server controls (names, reasons) is escaped, and passwords in URLs are
 masked, before it is shown.
+
+With `verbose` (`-v`) it also prints two kinds of events that the engine sends only when its
+own `verbose` option is on: each `Exchange` (a request and the head of its answer, curl's way:
+`*` the URL and attempt, `>` sent, `<` received, credentials masked), and each `Note`, the
+verbose line channel any part of the engine may use (`transfer.note(ctx, message)`): one line,
+`* message`, under the same lock as every other line, so it never tears the bars.
 """
 
 from __future__ import annotations
@@ -21,13 +27,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import AiowgetError, ExitStatus, OutputClosedError, output_error
-from .models import Event, Finished, Notice, Outcome, Progress, Result, Retrying, Started, Tally
-from .text import iso_time, printable, redact_url, shown_url
+from .models import (
+    Event,
+    Exchange,
+    Finished,
+    Note,
+    Notice,
+    Outcome,
+    Progress,
+    Result,
+    Retrying,
+    Started,
+    Tally,
+)
+from .text import iso_time, printable, redact_url, redact_urls, shown_url
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from .bars import LiveBars
+    from .distributed import Report
 
 __all__ = ["ConsoleReporter", "ProgressMode", "format_size", "result_record"]
 
@@ -42,8 +61,9 @@ class ProgressMode(str, Enum):
 class ConsoleReporter:
     """Prints the original's plain lines (or live bars), keeps a `Tally`, writes `--json`.
 
-    `quiet` keeps only the lines of failures. `json_stream` receives one JSON object per
-    finished URL and a summary object."""
+    `quiet` keeps only the lines of failures; `verbose` adds the `Exchange` and `Note`
+    events (see the module). `json_stream` receives one JSON object per finished URL and a
+    summary object."""
 
     def __init__(
         self,
@@ -54,8 +74,10 @@ class ConsoleReporter:
         json_stream: TextIO | None = None,
         console: Console | None = None,
         total: int | None = None,
+        verbose: bool = False,
     ) -> None:
         self._stream = stream
+        self._verbose = verbose
         self._json = json_stream
         self._quiet = quiet
         self._mode = mode
@@ -89,6 +111,10 @@ class ConsoleReporter:
             if self._bars is not None:
                 self._bars.track(event)  # a counter: drawn at the bars' next tick
             return
+        if isinstance(event, Exchange | Note):
+            if self._verbose:
+                await self.write(*_verbose_lines(event))
+            return
         self._track(event)
         line = self._line(event)
         if line is not None:
@@ -96,15 +122,17 @@ class ConsoleReporter:
         if isinstance(event, Finished) and self._json is not None:
             await self._write_json(result_record(event.result))
 
-    async def write(self, line: str) -> None:
+    async def write(self, *lines: str) -> None:
+        """`lines` together, escaped: another writer's line never comes between them."""
         async with self._lock:
             # A closed stderr (`2>&-`, a reader gone) silences messages, not the downloads.
             with suppress(OSError, ValueError):
                 if self._bars is not None:
-                    self._bars.print(printable(line))
+                    for line in lines:
+                        self._bars.print(printable(line))
                 else:
                     stream = self._stream or sys.stderr
-                    stream.write(printable(line) + "\n")
+                    stream.write("".join(printable(line) + "\n" for line in lines))
                     stream.flush()
 
     async def summarize(self, origins: dict[str, dict[str, int]] | None = None) -> None:
@@ -199,6 +227,35 @@ class ConsoleReporter:
         `output_failed` (for the exit status), not raised."""
         with suppress(AiowgetError):
             await self._write_json(record)
+
+
+def _verbose_lines(event: Exchange | Note) -> list[str]:
+    if isinstance(event, Exchange):
+        return event.lines()
+    return [f"* {redact_urls(event.message)}"]
+
+
+def shards_start_line(report: Report, shard_size: int) -> str:
+    """`--dask`: the job as planned, before the cluster is reached (which takes seconds)."""
+    urls = "" if report.urls is None else f" ({report.urls} URLs)"
+    return (
+        f"[*] {report.shards} shards of up to {shard_size} URLs{urls}, "
+        f"{report.shards_done} done already"
+    )
+
+
+def shard_line(shard: int, report: Report) -> str:
+    """`--dask`: a shard ended; the job's shards (done, failed, total) and files so far."""
+    failed = report.shards_failed.get(shard)
+    head = f"[+] shard {shard} done" if failed is None else f"[-] shard {shard} failed: {failed}"
+    done = report.saved + report.unchanged + report.skipped + report.failed
+    unchanged = f"{report.unchanged} unchanged, " if report.unchanged else ""
+    files = f"{done}/{report.urls}" if report.urls is not None else f"{done}"
+    return (
+        f"{head}; shards {report.shards_done}/{report.shards} done, "
+        f"{len(report.shards_failed)} failed; files {files}: {report.saved} saved, "
+        f"{unchanged}{report.skipped} skipped, {report.failed} failed"
+    )
 
 
 def result_line(result: Result) -> str:

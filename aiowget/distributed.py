@@ -91,9 +91,11 @@ class ShardPaths:
 
 @dataclasses.dataclass
 class Report:
-    """What a distributed job did: shards and URL outcomes, counted."""
+    """What a distributed job did: shards and URL outcomes, counted. `urls`: how many the
+    input held (None for a job planned by an older aiowget, whose plan did not count them)."""
 
     shards: int = 0
+    urls: int | None = None
     shards_done: int = 0
     shards_failed: dict[int, str] = dataclasses.field(default_factory=dict)
     saved: int = 0
@@ -131,11 +133,13 @@ def plan_shards(source: Iterable[str] | str | os.PathLike[str], directory: Path,
     work_dir_ready(directory / STATE)  # before a byte is read from it or written to it
     if plan.exists():
         return _check_plan(_read_state(plan), source, directory, size)
-    count, digest = 0, hashlib.sha256()
+    count, total, digest = 0, 0, hashlib.sha256()
     with _lines(source) as lines:
         for count, batch in enumerate(_batches(_hashed(lines, digest), size), start=1):
             _write_atomically(ShardPaths(directory, count - 1).urls, "".join(batch))
+            total += len(batch)
     record = {"shards": count, "shard_size": size, "input_sha256": digest.hexdigest()}
+    record["urls"] = total  # for the progress: files done of how many
     _write_atomically(plan, json.dumps(record))
     return count
 
@@ -356,21 +360,23 @@ def download(
     shard_size: int = 10_000,
     max_shard_retries: int = 2,
     on_shard: Callable[[int, Report], None] | None = None,
+    on_start: Callable[[Report], None] | None = None,
     **downloader_options: Any,
 ) -> Report:
     """Run the job on a Dask cluster: `client`, or one at `address` (`local:N` starts a
-    LocalCluster of N worker processes here). Blocks until every shard is done or failed."""
+    LocalCluster of N worker processes here). Blocks until every shard is done or failed.
+
+    `on_start(report)` once the input is planned (shards done by an earlier run counted),
+    before the cluster is reached; `on_shard(shard, report)` as each shard ends, done or
+    failed (`shard in report.shards_failed`)."""
     from distributed import as_completed
 
     target = Path(directory)
-    report = Report(shards=plan_shards(urls_or_input_file, target, shard_size))
-    pending = []
-    for shard in range(report.shards):
-        status = ShardPaths(target, shard).status
-        if status.exists() and not _updating(downloader_options):
-            report.add(_read_state(status))
-        else:
-            pending.append(shard)
+    report, pending = _planned(
+        urls_or_input_file, target, shard_size, _updating(downloader_options)
+    )
+    if on_start is not None:
+        on_start(report)
     with _connected(client, address) as dask:
         downloader_options = _shared_rate(downloader_options, dask)
         futures = {
@@ -395,6 +401,24 @@ def download(
             if on_shard is not None:
                 on_shard(shard, report)
     return report
+
+
+def _planned(
+    source: Iterable[str] | str | os.PathLike[str], target: Path, shard_size: int, updating: bool
+) -> tuple[Report, list[int]]:
+    """The report of the shards done already, and the shards left to run (all of them when
+    `updating`)."""
+    report = Report(shards=plan_shards(source, target, shard_size))
+    urls = _read_state(target / STATE / "plan.json").get("urls")
+    report.urls = urls if isinstance(urls, int) else None
+    pending = []
+    for shard in range(report.shards):
+        status = ShardPaths(target, shard).status
+        if status.exists() and not updating:
+            report.add(_read_state(status))
+        else:
+            pending.append(shard)
+    return report, pending
 
 
 def _shared_rate(options: dict[str, Any], dask: Any) -> dict[str, Any]:

@@ -15,15 +15,18 @@ from urllib.parse import urlsplit
 
 from ._version import __version__
 from .errors import AiowgetError, ExitStatus, UsageError, combine_exit_statuses
-from .text import redact_url
+from .text import masked_header, printable, redact_url, redact_urls, shown_url
 
 __all__ = [
     "Checksum",
     "Event",
+    "Exchange",
     "Finished",
+    "HttpHead",
     "IfExists",
     "Job",
     "Naming",
+    "Note",
     "Notice",
     "Options",
     "Outcome",
@@ -98,6 +101,8 @@ class Options:
     cookies: Path | None = None
     # A saved file takes the server's Last-Modified as its mtime (wget's default, curl -R).
     server_timestamps: bool = True
+    # `Exchange` and `Note` events for `on_event` (`-v`); off, they cost nothing at all.
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalize once, here
@@ -117,6 +122,7 @@ class Options:
         _flag("raise_errors", self.raise_errors)
         _flag("fsync", self.fsync)
         _flag("server_timestamps", self.server_timestamps)
+        _flag("verbose", self.verbose)
         for name in ("timeout", "connect_timeout", "limit_rate", "lowest_speed"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or not value > 0):
@@ -450,4 +456,49 @@ class Finished:
     result: Result
 
 
-Event = Started | Progress | Retrying | Notice | Finished
+@dataclass(frozen=True)
+class HttpHead:
+    """The head of one HTTP message: its first line (request or status line) and headers, in
+    the order and spelling they had on the wire."""
+
+    line: str
+    headers: tuple[tuple[str, str], ...]
+
+    def lines(self, mark: str) -> list[str]:
+        """`mark` + each line, credentials masked (`text.masked_header`) and control
+        characters escaped: a server's headers must not drive the terminal."""
+        shown = [f"{mark} {redact_urls(self.line)}"]
+        shown += [f"{mark} {name}: {masked_header(name, value)}" for name, value in self.headers]
+        return [printable(line) for line in shown]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """With `verbose`: one request made for `url`, as it went on the wire, and the head of
+    its answer (None when none came: a reset, a timeout; the `Retrying` or `Finished` event
+    that follows says why). `attempt` counts the requests of `url` from 1: a redirect chain
+    is one Exchange per hop (`target` is the hop's URL), and a retry starts a new attempt.
+    Values are as sent and received, secrets included: show them with `lines()`."""
+
+    url: str
+    target: str
+    attempt: int
+    request: HttpHead
+    response: HttpHead | None
+
+    def lines(self) -> list[str]:
+        """As `-v` prints them, curl's way: `>` sent, `<` received; credentials masked."""
+        head = [f"* {shown_url(self.target)} (attempt {self.attempt})", *self.request.lines(">")]
+        return head + (self.response.lines("<") if self.response else ["< (no response)"])
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line for `-v` only, from any part of the engine (a per-host window that changed,
+    say): sent only when `Options.verbose` is on, so it costs nothing otherwise. `message`
+    is shown with control characters escaped and URL passwords masked."""
+
+    message: str
+
+
+Event = Started | Progress | Retrying | Notice | Finished | Exchange | Note

@@ -9,6 +9,7 @@ from datetime import datetime
 __all__ = [
     "is_unsafe_char",
     "iso_time",
+    "masked_header",
     "printable",
     "redact_url",
     "redact_urls",
@@ -108,3 +109,33 @@ def _masked(match: re.Match[str]) -> str:
     if user == "***" or (colon and _ == "***"):
         return match.group(0)  # masked already
     return f"{match.group(1)}{user}:***@" if colon else f"{match.group(1)}***@"
+
+
+# Headers whose values are credentials. Authorization-like values keep their scheme (`Basic`,
+# `Bearer`: worth seeing when debugging), cookies keep their names and attributes.
+_AUTHORIZATION = frozenset({"authorization", "proxy-authorization"})
+# Names that, by custom, carry a secret of their own (`X-Api-Key`, `X-Auth-Token`).
+_SECRET_NAME = re.compile(r"token|secret|api-?key|password|session", re.IGNORECASE)
+
+
+def masked_header(name: str, value: str) -> str:
+    """`value` of header `name` as a log may show it: credentials masked, and passwords in
+    any URL it holds (`Location`, `Referer`) too."""
+    lower = name.lower()
+    if lower in _AUTHORIZATION:
+        scheme, space, _ = value.partition(" ")
+        return f"{scheme} ***" if space else "***"
+    if lower == "cookie":
+        return "; ".join(_masked_pair(pair) for pair in value.split(";"))
+    if lower == "set-cookie":
+        pair, semicolon, attributes = value.partition(";")
+        return f"{_masked_pair(pair)}{semicolon}{redact_urls(attributes)}"
+    if _SECRET_NAME.search(name):
+        return "***"
+    return redact_urls(value)
+
+
+def _masked_pair(pair: str) -> str:
+    """`name=value` as `name=***` (a bare value, with no name, is all secret)."""
+    name, equals, _ = pair.strip().partition("=")
+    return f"{name}=***" if equals else "***"

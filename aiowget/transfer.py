@@ -40,10 +40,13 @@ from .errors import (
 from .models import (
     Checksum,
     Event,
+    Exchange,
     Finished,
+    HttpHead,
     IfExists,
     Job,
     Naming,
+    Note,
     Notice,
     Options,
     Outcome,
@@ -96,7 +99,14 @@ from .storage import (
     uninterrupted,
 )
 
-__all__ = ["Context", "HeaderDeadline", "WatchedRequest", "request_timeouts", "transfer"]
+__all__ = [
+    "Context",
+    "HeaderDeadline",
+    "WatchedRequest",
+    "note",
+    "request_timeouts",
+    "transfer",
+]
 
 # Network chunks are gathered into writes of about this size: every aiofiles call is a hop to
 # a worker thread, and small writes cost more in hops than in bytes (NOTES-aiohttp.md).
@@ -202,6 +212,13 @@ def request_timeouts(options: Options) -> aiohttp.ClientTimeout:
         sock_read=options.timeout,
         ceil_threshold=_NEVER_ROUNDED,  # `--connect-timeout 7` means 7, not up to 8
     )
+
+
+async def note(ctx: Context, message: str) -> None:
+    """A line for `-v` (a `Note` event), from any part of the engine; nothing at all when
+    `verbose` is off (build an expensive `message` only under `ctx.options.verbose`)."""
+    if ctx.options.verbose:
+        await ctx.emit(Note(message))
 
 
 class _AlreadyThere(BaseException):
@@ -877,8 +894,10 @@ class _Transfer:
     ) -> aiohttp.ClientResponse:
         while True:
             deadline.reused = False
+            # Chosen here, so that without `verbose` a request costs one flag test more.
+            request = self._logged if self.options.verbose else self._request
             try:
-                return await self._request(hop, extra, deadline)
+                return await request(hop, extra, deadline)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 # A keep-alive connection the server had closed meanwhile (it need not say
                 # `Connection: close`), or that it closed on reading the request: sent again
@@ -888,6 +907,30 @@ class _Transfer:
                 if not deadline.reused:
                     raise
                 self.attempts += 1
+
+    async def _logged(
+        self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
+    ) -> aiohttp.ClientResponse:
+        """`_request`, told as an `Exchange`: also when no answer came, so that a retry is
+        seen to follow a request (a header timeout cancels us: told before it is raised)."""
+        deadline.sent_head = None
+        deadline.tracing = True
+        try:
+            response = await self._request(hop, extra, deadline)
+        except BaseException as error:
+            # It went out and nothing came back; a cancellation is told only when it is the
+            # header deadline's (Ctrl-C, a caller's cancel: nothing more is awaited).
+            told = isinstance(error, Exception) or deadline.fired
+            if deadline.sent_head is not None and told:
+                await self._exchange(hop.url, deadline.sent_head, None)
+            raise
+        # A caller's session has no `WatchedRequest`: what aiohttp kept of the request.
+        sent = deadline.sent_head or _head_of_request(response)
+        await self._exchange(hop.url, sent, _head_of_response(response))
+        return response
+
+    async def _exchange(self, target: str, sent: HttpHead, got: HttpHead | None) -> None:
+        await self.ctx.emit(Exchange(self.job.url, target, self.attempts, sent, got))
 
     async def _request(
         self, hop: Hop, extra: dict[str, str], deadline: HeaderDeadline
@@ -954,6 +997,10 @@ class Watchdog:
             self._timer.cancel()
             self._timer = None
 
+    @property
+    def fired(self) -> bool:
+        return self._reason is not None
+
     def fire(self, reason: str) -> None:
         if self._task is not None and self._reason is None:
             self._reason = reason
@@ -974,6 +1021,9 @@ class HeaderDeadline(Watchdog):
         self._start = 0.0
         self._due: float | None = None  # once the first request went out: `-T` from then
         self.reused = False  # `WatchedRequest` says: this request went on a pooled connection
+        # With `verbose`: `WatchedRequest` keeps the head of the request it sent here.
+        self.tracing = False
+        self.sent_head: HttpHead | None = None
 
     async def __aenter__(self) -> HeaderDeadline:
         await super().__aenter__()
@@ -1027,7 +1077,31 @@ class WatchedRequest(aiohttp.ClientRequest):
             self._carried.add(protocol)
         response = await super().send(conn)  # a GET's headers are written by now
         deadline.sent()
+        if deadline.tracing:
+            deadline.sent_head = HttpHead(self._request_line(), tuple(self.headers.items()))
         return response
+
+    def _request_line(self) -> str:
+        """The line aiohttp's `send` wrote (an absolute URL for a plain-HTTP proxy)."""
+        target = str(self.url) if self.proxy and not self.is_ssl() else self.url.raw_path_qs
+        return f"{self.method} {target} HTTP/{self.version.major}.{self.version.minor}"
+
+
+def _head_of_request(response: aiohttp.ClientResponse) -> HttpHead:
+    info = response.request_info
+    line = f"{info.method} {info.url.raw_path_qs} HTTP/1.1"  # aiohttp's only version
+    return HttpHead(line, tuple(info.headers.items()))
+
+
+def _head_of_response(response: aiohttp.ClientResponse) -> HttpHead:
+    version = response.version
+    shown = f"HTTP/{version.major}.{version.minor}" if version is not None else "HTTP"
+    line = f"{shown} {response.status} {response.reason or ''}".rstrip()
+    # `raw_headers`: as received, repeated ones (Set-Cookie) apart, undecoded names kept.
+    headers = tuple(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.raw_headers
+    )
+    return HttpHead(line, headers)
 
 
 def _total(response: aiohttp.ClientResponse) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shlex
 import shutil
@@ -390,3 +391,46 @@ async def test_console_script_is_installed() -> None:
 
     assert process.returncode == 0
     assert b"--input-file" in stdout
+
+
+async def test_help_names_its_values_plainly() -> None:
+    result = await run_cli("--help")
+
+    assert result.exit_code == 0
+    shown = " ".join(result.stdout.decode().split())  # however rich wraps it
+    for option in (
+        "-j, --jobs N",
+        "--naming flat|basename",
+        "--if-exists skip|overwrite|rename",
+        "--progress auto|bar|plain|none",
+        "--shard-size N",
+        "-v, --verbose",
+        "[URL]...",
+    ):
+        assert option in shown
+    assert "<" not in shown  # typer's `<int range>`, `<flat|basename>`
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--shard-size", "5"], "--shard-size is for --dask"),
+        (["--dask", "local:1", "-v"], "with --dask the workers make them"),
+        (["--dask", "local:1", "--shard-size", "0"], "--shard-size"),
+    ],
+)
+async def test_dask_options_are_checked_before_any_work(
+    tmp_path: Path, args: list[str], reason: str
+) -> None:
+    result = await run_cli(*args, "-P", tmp_path, "http://127.0.0.1:9/")
+
+    assert result.exit_code == 2
+    assert_one_clean_line(result.stderr, reason)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shard_size_default_is_the_librarys() -> None:
+    from aiowget import distributed
+
+    default = inspect.signature(distributed.download).parameters["shard_size"].default
+    assert default == cli._SHARD_SIZE

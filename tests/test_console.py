@@ -18,7 +18,13 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from aiowget.bars import MAX_BARS
-from aiowget.console import ConsoleReporter, ProgressMode, format_size
+from aiowget.console import (
+    ConsoleReporter,
+    ProgressMode,
+    format_size,
+    shard_line,
+    shards_start_line,
+)
 from aiowget.errors import HTTPStatusError
 from aiowget.models import Finished, Outcome, Progress, Result, Retrying, Started
 
@@ -224,3 +230,20 @@ async def test_bars_fit_an_80_column_terminal_one_row_a_line(
         assert "bytes" in row or "iB" in row, row
     assert any(re.match(r"127\.0\.0\.1:\S*…\S*-\d\.bin ", row) for row in rows)  # cut names
     assert sorted(p.name.split("__")[-1] for p in (tmp_path / "d").iterdir()) == names
+
+
+def test_dask_lines_say_shards_and_files_so_far() -> None:
+    from aiowget.distributed import Report
+
+    report = Report(shards=4, urls=35, shards_done=2, saved=18, skipped=1, failed=1)
+    report.fail(3, "KilledWorker")
+
+    assert shards_start_line(Report(shards=4, urls=35, shards_done=1), 10) == (
+        "[*] 4 shards of up to 10 URLs (35 URLs), 1 done already"
+    )
+    assert shard_line(1, report) == (
+        "[+] shard 1 done; shards 2/4 done, 1 failed; files 20/35: 18 saved, 1 skipped, 1 failed"
+    )
+    assert shard_line(3, report).startswith("[-] shard 3 failed: KilledWorker; shards 2/4 done")
+    report.urls = None  # planned by an older aiowget: the total is not known
+    assert "; files 20: 18 saved" in shard_line(1, report)

@@ -109,9 +109,9 @@ def run(**kwargs: Any) -> distributed.Report:
     return future.result(timeout=240)
 
 
-def assert_complete(out: Path, base: str, count: int = COUNT) -> None:
+def assert_complete(out: Path, base: str, count: int = COUNT, size: int = SHARD) -> None:
     for n, url in enumerate(urls(base, count)):
-        shard = n // SHARD
+        shard = n // size
         path = out / f"shard-{shard:05d}" / flat_name(url)
         assert path.read_bytes() == content(str(n))
     assert not list(out.rglob("*.part"))
@@ -241,18 +241,26 @@ def test_command_line_runs_on_a_local_cluster(site: tuple[Site, str], tmp_path: 
     listing = tmp_path / "urls.txt"
     listing.write_text("\n".join(urls(base, 40)) + "\n")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "aiowget", "--dask", "local:2", "-i", str(listing), "-P"]
+    command = [sys.executable, "-m", "aiowget", "--dask", "local:2", "--shard-size", "15"]
 
     # Dask's scratch space (default /tmp/dask-scratch-space) stays inside the test's folder.
     scratch = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(tmp_path / "dask")}
     done = subprocess.run(
-        [*command, str(out)], capture_output=True, text=True, timeout=120, env=scratch
+        [*command, "-i", str(listing), "-P", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=scratch,
     )
 
     assert done.returncode == 0, done.stderr
-    assert "[+] shard 0 (1/1): 40 saved" in done.stderr
-    assert "1/1 shards done, 40 saved, 0 skipped, 0 failed" in done.stderr
-    assert_complete(out, base, 40)
+    lines = done.stderr.splitlines()
+    assert lines[0] == "[*] 3 shards of up to 15 URLs (40 URLs), 0 done already"
+    progress = [line.split("; ", 1)[1] for line in lines if line.startswith("[+] shard ")]
+    assert progress[-1] == "shards 3/3 done, 0 failed; files 40/40: 40 saved, 0 skipped, 0 failed"
+    assert [p.split(" done")[0] for p in progress] == ["shards 1/3", "shards 2/3", "shards 3/3"]
+    assert lines[-1] == "[=] 3/3 shards done, 40 saved, 0 skipped, 0 failed"
+    assert_complete(out, base, 40, size=15)  # 15, 15 and 10 files
 
 
 def test_a_relative_directory_works_for_workers_elsewhere(
