@@ -47,7 +47,7 @@ import yarl
 
 from .cookiefile import FileCookie, parse_cookies
 from .errors import AiowgetError, HTTPStatusError, UsageError, translate
-from .models import Event, Job, Options, Result, Results, checked_proxy, path_option
+from .models import Event, Job, Note, Options, Result, Results, checked_proxy, path_option
 from .naming import WORK_DIR, NameRegistry
 from .policy import (
     HostWindow,
@@ -126,7 +126,7 @@ class Downloader:
         self._given_session = session
         self._on_event = on_event
         self._context: Context | None = None
-        self._hosts = _Origins(self.options)
+        self._hosts = _Origins(self.options, self._emit if self.options.verbose else None)
         self._directory: asyncio.Future[bool] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._batches = 0  # lists of URLs started, to tell one list's repeats from a new ask
@@ -448,10 +448,13 @@ class _Origins:
     that room taken for them (a `_Ticket`, used by the transfer's first request): a worker never
     waits on a busy or paused origin while another origin could use it."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(
+        self, options: Options, emit: Callable[[Event], Awaitable[None]] | None = None
+    ) -> None:
         self._options = options
         self._origins: dict[str, _Origin] = {}
         self._feeds: set[_Feed] = set()
+        self._emit = emit  # with `verbose`: each change of a window, as a `Note`
 
     def feed(self, source: _Source, reserve: Callable[[Job], Reserved | None]) -> _Feed | _Plain:
         if self._options.per_host is None:
@@ -516,6 +519,10 @@ class _Origins:
             self._origins[key] = origin
         return origin
 
+    async def _told(self, key: str, window: HostWindow, before: int) -> None:
+        if self._emit is not None and window.limit != before:
+            await self._emit(Note(f"{key}: {before} -> {window.limit} at once ({window.why})"))
+
     def _room_appeared(self) -> None:
         for feed in self._feeds:
             feed.wake()
@@ -527,10 +534,15 @@ class _Origins:
         try:
             yield
         except BaseException as error:
+            before = origin.window.limit
             origin.leave(error)
+            if not isinstance(error, asyncio.CancelledError):
+                await self._told(key, origin.window, before)
             raise
         else:
+            before = origin.window.limit
             origin.leave(None)
+            await self._told(key, origin.window, before)
         finally:
             if origin.idle() and len(self._origins) > _IDLE_KEPT:
                 self._origins.pop(key, None)

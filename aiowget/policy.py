@@ -698,6 +698,8 @@ class HostWindow:
     # What ended at each size of window: trouble that is no likelier at a bigger window than at
     # a smaller one is the server's noise (random 503s), not a sign of too many connections.
     evidence: _Evidence = field(default_factory=lambda: _Evidence())
+    # Why the window last changed, for `-v`.
+    why: str = ""
     # Counters for the summary.
     requests: int = 0
     refused: int = 0  # 429 and 503 answers
@@ -768,6 +770,11 @@ class HostWindow:
             self.ceiling = max(1.0, self.window - 1)  # just below where trouble began
             self.probe_at = now + PROBE_AFTER
         self.window = max(1.0, self.window / 2)
+        self.why = (
+            f"halved after a {kind.value}"
+            if kind is not Trouble.BROKEN
+            else ("halved after resets or timeouts")
+        )
         self.slow_start = False
         self.calm_until = now + CALM
         self._restart_sample(now)
@@ -815,6 +822,7 @@ class HostWindow:
                 # The step brought nothing: the knee. Back to the smaller window, which
                 # carried as much; probe above it again later.
                 self.window = self.ceiling = float(self.last_window)
+                self.why = f"back: {window} carried no more than {self.last_window}"
                 self.probe_at = now + PROBE_AFTER
                 self.slow_start = False
                 self.settling = True
@@ -827,6 +835,7 @@ class HostWindow:
             self.ceiling = math.inf
         grown = window * 2 if self.slow_start else window + 1
         self.window = float(min(self.cap, max(window, min(grown, self.ceiling))))
+        self.why = "doubled: more throughput" if self.slow_start else "one more: probing"
         self.settling = self.limit != window
 
     def _restart_sample(self, now: float) -> None:

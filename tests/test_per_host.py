@@ -278,3 +278,21 @@ async def test_names_follow_the_input_order_when_origins_take_turns(
     assert results[2].path is not None
     assert results[2].path.read_bytes() == b"B/same.bin"
     assert results[2].path.name.startswith("same~")
+
+
+async def test_verbose_logs_each_change_of_a_window_and_why(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    crowd = Crowd(delay=0.02, beyond=3, refuse=too_many)
+
+    server = await serve({"/{n}": crowd.handler})
+    urls = "".join(server.url(f"/{n}") + "\n" for n in range(60))
+
+    result = await run_process("-v", "--progress", "plain", "--per-host", "auto", "-j", "8",
+                               "--retry-wait", "0", "-i", "-", "-P", tmp_path,
+                               stdin=urls.encode(), limit=LIMIT)  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    origin = f"http://127.0.0.1:{server.server.port}"
+    assert f"* {origin}: 2 -> 4 at once (doubled: more throughput)" in result.stderr
+    assert f"* {origin}: 4 -> 2 at once (halved after a 429)" in result.stderr
