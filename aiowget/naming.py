@@ -89,7 +89,10 @@ def _step(folders: list[str], segment: str) -> None:
 
 
 def _tree_component(segment: str) -> str:
-    return fit_length(_unreserved(segment))
+    """One folder or file name of a tree; never `.` or `..`, whatever it came from (a host
+    too: `http://../x` would climb out of the target)."""
+    component = fit_length(_unreserved(segment))
+    return component.replace(".", "%2E") if component in (".", "..") else component
 
 
 def basename_name(url: str) -> str:

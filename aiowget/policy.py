@@ -785,7 +785,7 @@ class HostWindow:
         """Whether this trouble says the window is too large."""
         if kind is Trouble.TOO_MANY:
             return True
-        if kind is Trouble.BROKEN and not self.evidence.known(self.limit):
+        if not self.evidence.known(self.limit):
             ended = self.sample_done + self.sample_trouble
             if self.sample_trouble < 2 or self.sample_trouble <= _TROUBLE_SHARE * ended:
                 return False  # no evidence yet: only a good share of the sample cuts

@@ -652,6 +652,8 @@ def make_folders(directory: Path, folders: Iterable[str]) -> None:
     try:
         for folder in folders:
             path = path / folder
+            if folder in ("", ".", "..") or "/" in folder or "\0" in folder:
+                raise LocalIOError(f"cannot save in {path}: not a plain folder name")
             with suppress(FileExistsError):
                 os.mkdir(folder, 0o777, dir_fd=fd)
             inner = _open_folder(fd, folder, path)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 import aiowget
 
-from .conftest import ServeFactory, Server, body, files_in, leave_part, run_cli
+from .conftest import Proxy, ServeFactory, Server, body, files_in, leave_part, run_cli
 
 
 async def echo_path(request: web.Request) -> web.StreamResponse:
@@ -157,3 +157,18 @@ async def test_the_library_saves_a_tree_and_says_where(serve: ServeFactory, tmp_
 
     assert results[0].path == tmp_path / host / "x" / "y.txt"
     assert results[0].path.read_bytes() == b"body of /x/y.txt"
+
+
+async def test_a_host_named_dot_dot_stays_inside_the_target(proxy: Proxy, tmp_path: Path) -> None:
+    """Through a proxy, `http://../x` and `http://%2e%2e/x` are fetched: their host is a
+    folder in the tree like any other, never a way up out of the target."""
+    target = tmp_path / "target"
+    urls = ("http://../up.txt", "http://%2e%2e/up2.txt", "http://./here.txt")
+
+    result = await run_cli("--naming", "tree", "--proxy", proxy.url(), "-P", target, *urls)
+
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+    assert (target / "%2E%2E" / "up.txt").read_bytes() == b"via proxy"
+    assert (target / "%2E%2E" / "up2.txt").read_bytes() == b"via proxy"
+    assert (target / "%2E" / "here.txt").read_bytes() == b"via proxy"

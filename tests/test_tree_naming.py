@@ -36,6 +36,10 @@ from aiowget.text import is_unsafe_char
         ("http://e.com/nul%00/x%0A", ("e.com", "nul%00", "x%0A")),
         # Empty segments dropped; the working folder's name escaped.
         ("http://e.com/a//b", ("e.com", "a", "b")),
+        # A host is a component too: `..` as a host must not climb out of the target.
+        ("http://../x/y", ("%2E%2E", "x", "y")),
+        ("http://%2e%2e/escaped.txt", ("%2E%2E", "escaped.txt")),
+        ("http://./f", ("%2E", "f")),
         (f"http://e.com/{WORK_DIR}/x", ("e.com", "%2Eaiowget", "x")),
         (f"http://e.com/d/{WORK_DIR}", ("e.com", "d", "%2Eaiowget")),
     ],
