@@ -85,9 +85,19 @@ _SLASHED_PASSWORD = re.compile(
 )
 
 
+# A `user:password@host` that a malformed Location (`http:\\u:pw@h/`, `http:u:pw@h/`) left in
+# a path, where a client follows it as a relative reference.
+_PATH_USERINFO = re.compile(r"((?:[/\\]|%5[cC])[^/\\\s@:%]+:)([^/\\\s@]+)@")
+
+
 def redact_urls(text: str) -> str:
     """`text` with the credentials of every URL in it masked (see `redact_url`)."""
-    return _SLASHED_PASSWORD.sub(_masked, _CREDENTIALS.sub(_masked, text))
+    masked = _SLASHED_PASSWORD.sub(_masked, _CREDENTIALS.sub(_masked, text))
+    return _PATH_USERINFO.sub(_masked_in_path, masked)
+
+
+def _masked_in_path(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(2) == "***" else f"{match.group(1)}***@"
 
 
 def scrub(text: str, url: str) -> str:
@@ -114,8 +124,14 @@ def _masked(match: re.Match[str]) -> str:
 # Headers whose values are credentials. Authorization-like values keep their scheme (`Basic`,
 # `Bearer`: worth seeing when debugging), cookies keep their names and attributes.
 _AUTHORIZATION = frozenset({"authorization", "proxy-authorization"})
-# Names that, by custom, carry a secret of their own (`X-Api-Key`, `X-Auth-Token`).
-_SECRET_NAME = re.compile(r"token|secret|api-?key|password|session", re.IGNORECASE)
+# Names that, by custom, carry a secret of their own (`X-Api-Key`, `X_API_KEY`,
+# `X-Auth-Token`, `X-Authorization`); the challenges a server sends are not secrets.
+_SECRET_NAME = re.compile(
+    r"token|secret|api[-_]?key|passw|session|auth|credential|signature", re.IGNORECASE
+)
+_CHALLENGES = frozenset({"www-authenticate", "proxy-authenticate"})
+# Headers whose value is one URL, maybe relative or scheme-relative (`//user:pw@host/`).
+_URL_VALUED = frozenset({"location", "content-location", "referer"})
 
 
 def masked_header(name: str, value: str) -> str:
@@ -130,7 +146,9 @@ def masked_header(name: str, value: str) -> str:
     if lower == "set-cookie":
         pair, semicolon, attributes = value.partition(";")
         return f"{_masked_pair(pair)}{semicolon}{redact_urls(attributes)}"
-    if _SECRET_NAME.search(name):
+    if lower in _URL_VALUED:
+        return _USERINFO.sub(_masked, redact_urls(value), count=1)
+    if lower not in _CHALLENGES and _SECRET_NAME.search(name):
         return "***"
     return redact_urls(value)
 

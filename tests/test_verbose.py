@@ -16,7 +16,7 @@ from rich.console import Console
 import aiowget
 from aiowget.console import ConsoleReporter, ProgressMode
 from aiowget.models import Exchange, HttpHead, Note
-from aiowget.text import masked_header
+from aiowget.text import masked_header, redact_urls
 
 from .conftest import Proxy, RawFactory, ServeFactory, run_cli
 
@@ -322,6 +322,13 @@ async def test_console_prints_verbose_lines_above_the_bars() -> None:
         ("Set-Cookie", "a=1; Domain=e.com; HttpOnly", "a=***; Domain=e.com; HttpOnly"),
         ("X-Auth-Token", "abc", "***"),
         ("Location", "http://u:pw@e.com/x", "http://u:***@e.com/x"),
+        ("X-Api_Key", "k3y", "***"),
+        ("X-Authorization", "Bearer t0k", "***"),
+        ("Location", "//eve:pw@e.com/b", "//eve:***@e.com/b"),
+        ("Location", "http:\\\\eve:pw@e.com/", "http:\\\\eve:***@e.com/"),
+        ("Location", "http:eve:pw@e.com/", "http:eve:***@e.com/"),
+        ("Referer", "https://t0k@e.com/", "https://***@e.com/"),
+        ("WWW-Authenticate", 'Basic realm="x"', 'Basic realm="x"'),
         ("Content-Type", "text/plain", "text/plain"),
     ],
 )
@@ -334,3 +341,18 @@ def test_exchange_lines_escape_what_the_server_sent() -> None:
     exchange = Exchange("http://e.com/", "http://e.com/", 1, EXCHANGE.request, hostile)
 
     assert exchange.lines()[-2:] == ["< HTTP/1.1 200 OK\\x1b[2J", "< X-Evil: a\\x1b]0;title\\x07b"]
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        # A malformed Location followed as a relative reference leaves `u:pw@` in the path.
+        ("GET /%5C%5Ceve:pw@127.0.0.2:1/b HTTP/1.1", "GET /%5C%5Ceve:***@127.0.0.2:1/b HTTP/1.1"),
+        ("GET /eve:pw@127.0.0.2:1/b HTTP/1.1", "GET /eve:***@127.0.0.2:1/b HTTP/1.1"),
+        ("http://h:1/\\\\eve:pw@h2/b", "http://h:1/\\\\eve:***@h2/b"),
+        ("GET /a:b/c HTTP/1.1", "GET /a:b/c HTTP/1.1"),
+        ("http://u:pw@e.com/x", "http://u:***@e.com/x"),
+    ],
+)
+def test_credentials_left_in_a_path_are_masked(line: str, shown: str) -> None:
+    assert redact_urls(line) == shown
