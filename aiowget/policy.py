@@ -453,11 +453,16 @@ def parse_http_date(value: str | None) -> datetime | None:
         return None
     try:
         when = email.utils.parsedate_to_datetime(value.strip())
+        written = _FOUR_DIGIT_YEAR.search(value)
+        if written is not None and int(written.group()) != when.year:
+            return None  # `0001` read as 2001: the email parser's two-digit rule, wrong here
+        when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+        return when.astimezone(timezone.utc)  # may overflow: year 9999 at -0100
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        return when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
+
+
+_FOUR_DIGIT_YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 
 
 def file_mtime(when: datetime | None, now: datetime) -> float | None:

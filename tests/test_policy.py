@@ -611,6 +611,9 @@ MARCH = datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
         ("yesterday", None),
         ("Thu, 32 Mar 2021 05:06:07 GMT", None),
         ("Thu, 04 Mar 99999999999 05:06:07 GMT", None),
+        ("Fri, 31 Dec 9999 23:59:59 -0100", None),  # past year 9999 in UTC: no traceback
+        ("Mon, 01 Jan 0001 00:00:00 GMT", None),  # not 2001
+        ("Thu, 01 Jan 2026 00:30:00 +0100", datetime(2025, 12, 31, 23, 30, tzinfo=timezone.utc)),
     ],
 )
 def test_parse_http_date(value: str | None, expected: datetime | None) -> None:
