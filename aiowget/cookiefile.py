@@ -22,6 +22,8 @@ __all__ = ["FileCookie", "parse_cookies"]
 _HTTP_ONLY = "#HttpOnly_"
 _FLAGS = {"TRUE": True, "FALSE": False}
 _FIELDS = 7
+# The last second of year 9999, as far as dates go: a later expiry is "never", kept as that.
+_LAST_EXPIRY = 253402300799
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,10 @@ def parse_cookies(text: str, now: float, source: str = "cookie file") -> list[Fi
     """The cookies of `text` still valid at `now` (expired ones dropped); `UsageError`
     naming `source` and the line of the first one that is not a cookie."""
     cookies = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.removeprefix(_HTTP_ONLY)
+    # Lines end at LF (CRLF from Windows); not at the other breaks `splitlines` knows, which
+    # a value may hold. A BOM (Windows exporters) is not part of the first domain.
+    for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+        line = line.removesuffix("\r").removeprefix(_HTTP_ONLY)
         if not line.strip() or line.startswith("#"):
             continue
         try:
@@ -60,25 +64,43 @@ def _cookie(line: str) -> FileCookie:
     if len(fields) != _FIELDS:
         raise ValueError(f"expected {_FIELDS} tab-separated fields, found {len(fields)}")
     domain, subdomains, path, secure, expires, name, value = fields
-    domain = domain.strip().lower().removeprefix(".")
-    if not domain or any(c.isspace() or c in "/;," for c in domain):
-        raise ValueError(f"{domain!r} is not a host name")
     if not path.startswith("/"):
         raise ValueError(f"the path {path!r} does not start with '/'")
-    if not name or any(c in name for c in "=; \r\n\0") or any(c in value for c in ";\r\n\0"):
+    pair = name + value
+    if not name or any(c in name for c in "=; ") or ";" in value or not _plain_ascii(pair):
         raise ValueError("a cookie's name or value holds a character a Cookie header cannot")
     seconds = expires.strip()
     if not seconds.isascii() or not seconds.isdigit():
         raise ValueError(f"the expiry {expires!r} is not a number of seconds")
     return FileCookie(
-        domain=domain,
+        domain=_host(domain),
         subdomains=_flag(subdomains),
         path=path,
         secure=_flag(secure),
-        expires=int(seconds) or None,
+        expires=min(int(seconds), _LAST_EXPIRY) or None,
         name=name,
         value=value,
     )
+
+
+def _host(domain: str) -> str:
+    """The host a request names: lower case, no leading or trailing dot, IDN in punycode."""
+    host = domain.strip().lower().removeprefix(".").removesuffix(".")
+    if not host or any(c.isspace() or c in "/;," or _controls(c) for c in host):
+        raise ValueError(f"{domain!r} is not a host name")
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{domain!r} is not a host name") from None
+
+
+def _controls(text: str) -> bool:
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+def _plain_ascii(text: str) -> bool:
+    """What a Cookie header carries (RFC 6265): printable ASCII, spaces and tabs allowed."""
+    return all(c == "\t" or " " <= c <= "~" for c in text)
 
 
 def _flag(text: str) -> bool:

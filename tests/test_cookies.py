@@ -153,6 +153,14 @@ async def test_cookies_with_a_callers_session_are_refused(tmp_path: Path) -> Non
             "h\tfalse\t/\tfalse\t1501\tnew\tv\n",
             [FileCookie("h", False, "/", False, 1501, "new", "v")],
         ),
+        (  # a BOM from a Windows exporter; an expiry past year 9999 is "never", kept
+            "\ufeffh\tFALSE\t/\tFALSE\t99999999999999999999\tn\tv\r\n",
+            [FileCookie("h", False, "/", False, 253402300799, "n", "v")],
+        ),
+        (  # only LF ends a line; an IDN domain in punycode; a trailing dot dropped
+            "b\u00fccher.de.\tTRUE\t/\tFALSE\t0\tn\tv\n",
+            [FileCookie("xn--bcher-kva.de", True, "/", False, None, "n", "v")],
+        ),
     ],
 )
 def test_parse_cookies(text: str, cookies: list[FileCookie]) -> None:
@@ -168,6 +176,8 @@ def test_parse_cookies(text: str, cookies: list[FileCookie]) -> None:
         "h\tFALSE\t/\tFALSE\t-1\ta\tb\n",
         "h\tFALSE\t/\tFALSE\t0\ta=b\tc\n",
         "h\tFALSE\t/\tFALSE\t0\ta\tb;c\n",
+        "h\tFALSE\t/\tFALSE\t0\ta\tb\x01c\n",  # aiohttp would drop it without a word
+        "h\tFALSE\t/\tFALSE\t0\ta\tb\u2028c\n",  # not a line break, and not ASCII
     ],
 )
 def test_parse_cookies_refuses_what_is_not_a_cookie(text: str) -> None:
