@@ -531,17 +531,18 @@ class _Origins:
     async def _slot(self, key: str, origin: _Origin, held: bool) -> AsyncIterator[None]:
         if not held:
             await origin.enter()
+        entered, at = asyncio.get_running_loop().time(), origin.window.limit
         try:
             yield
         except BaseException as error:
             before = origin.window.limit
-            origin.leave(error)
+            origin.leave(error, at=at)
             if not isinstance(error, asyncio.CancelledError):
                 await self._told(key, origin.window, before)
             raise
         else:
             before = origin.window.limit
-            origin.leave(None)
+            origin.leave(None, entered, at)
             await self._told(key, origin.window, before)
         finally:
             if origin.idle() and len(self._origins) > _IDLE_KEPT:
@@ -726,17 +727,20 @@ class _Origin:
             self._wake()
             raise
 
-    def leave(self, error: BaseException | None) -> None:
+    def leave(
+        self, error: BaseException | None, entered: float | None = None, at: int | None = None
+    ) -> None:
+        """A request ended (`error` None: well), sent at `entered` under a window of `at`."""
         now = asyncio.get_running_loop().time()
         if error is None:
-            self.window.finished(now)
+            self.window.finished(now, None if entered is None else now - entered, at)
         else:
             failure = error if isinstance(error, AiowgetError) else _translated(error)
             if failure is not None and is_overload(failure):
                 retry_after = getattr(failure, "retry_after", None)
                 if retry_after is not None:
                     retry_after = min(retry_after, self._longest_pause)
-                self.window.troubled(now, retry_after, _trouble(failure))
+                self.window.troubled(now, retry_after, _trouble(failure), at)
             else:
                 self.window.released()
         self._wake()

@@ -642,8 +642,16 @@ _SAMPLE_MIN_DONE = 4
 # are judged once they add a quarter or more (+1 at 8 would be lost in a sample's noise).
 _WORTH_IT = 1.1
 _STEP_JUDGED = 1.25
-# Failures the server did not explain (resets, timeouts) cut when over this share of a sample.
+# Before there is evidence (`_Evidence`), 503s, resets and timeouts cut when over this share
+# of a sample of at least `_SHARE_MIN` requests.
 _TROUBLE_SHARE = 0.25
+_SHARE_MIN = 8
+# Transfers allowed to wait on others beyond the knee the timings show (Vegas's beta); the
+# brake acts only past a quarter of the window too, as a sample's median varies that much.
+_QUEUED_MAX = 2
+_QUEUE_NOISE = 0.25
+# Timings this spread out (upper quartile over lower) are not compared (mixed sizes).
+_SPREAD = 2.0
 # After a cut: no growth for this long, and no second cut for the same burst of trouble.
 CALM = 1.0
 # Trouble is weighed against what smaller windows met (`_Evidence`) once they carried this
@@ -651,8 +659,10 @@ CALM = 1.0
 _EVIDENCE_MIN = 20
 # Counts by window are halved past this many requests, so old evidence fades.
 _EVIDENCE_KEPT = 2000
-# Below the window where trouble (or the knee) was met, for this long; then probe above it.
+# Below the window where a 429 was met, for this long; then probe above it. A knee (no more
+# throughput, or a queue) is probed again sooner: a step past it costs a queue, not refusals.
 PROBE_AFTER = 30.0
+KNEE_PROBE_AFTER = 5.0
 START_WINDOW = 2
 
 
@@ -697,6 +707,10 @@ class HostWindow:
     sample_bytes: int = 0
     sample_trouble: int = 0
     sample_full: bool = False  # the window was all in use at some point of the sample
+    # How long the sample's transfers took (seconds), and the least median a sample had:
+    # the time a transfer takes when it waits for no other (TCP Vegas's base RTT).
+    sample_took: list[float] = field(default_factory=list)
+    base_took: float = math.inf
     settling: bool = False  # the sample under way follows a change: not judged
     last_rate: tuple[float, float] | None = None  # (files/s, bytes/s) at a smaller window
     last_window: int = 0
@@ -705,6 +719,9 @@ class HostWindow:
     evidence: _Evidence = field(default_factory=lambda: _Evidence())
     # Why the window last changed, for `-v`.
     why: str = ""
+    # The window before a cut that a 503 or resets made without evidence: restored once the
+    # evidence shows that trouble as likely at smaller windows.
+    undo: float | None = None
     # Counters for the summary.
     requests: int = 0
     refused: int = 0  # 429 and 503 answers
@@ -721,13 +738,16 @@ class HostWindow:
         self.in_flight += 1
         self.requests += 1
         self.peak = max(self.peak, self.in_flight)
-        if self.sample_start is None:
+        if self.sample_start is None:  # a sample begins with the first transfer it sees
             self.sample_start = now
+            self.sample_done = self.sample_bytes = self.sample_trouble = 0
+            self.sample_took.clear()
         if self.in_flight >= self.limit:
             self.sample_full = True
 
     def arrived(self, size: int) -> None:
-        self.sample_bytes += size
+        if self.sample_start is not None:
+            self.sample_bytes += size
 
     def released(self) -> None:
         """A transfer ended in a way that says nothing of the server (cancelled, a local
@@ -739,16 +759,24 @@ class HostWindow:
         self.in_flight -= 1
         self.requests -= 1
 
-    def finished(self, now: float) -> None:
-        """A transfer ended well."""
+    def finished(self, now: float, took: float | None = None, at: int | None = None) -> None:
+        """A transfer ended well, after `took` seconds, sent when the window was `at`
+        (None: not known)."""
         self.in_flight -= 1
-        self.sample_done += 1
-        if self.adaptive and now >= self.calm_until:  # (in the calm: requests of the old window)
-            self.evidence.ended(self.limit, trouble=False)
+        if self.sample_start is not None:
+            self.sample_done += 1
+            if took is not None and self.adaptive:
+                self.sample_took.append(took)
+        if self.adaptive:
+            self.evidence.ended(at or self.limit, trouble=False)
         self._judge(now)
 
     def troubled(
-        self, now: float, retry_after: float | None = None, kind: Trouble = Trouble.TOO_MANY
+        self,
+        now: float,
+        retry_after: float | None = None,
+        kind: Trouble = Trouble.TOO_MANY,
+        at: int | None = None,
     ) -> None:
         """A transfer met an overloaded or refusing server. A 429 says there were too many
         requests: it cuts, and growth stays below that window for `PROBE_AFTER`. A 503 may
@@ -762,18 +790,25 @@ class HostWindow:
         else:
             self.refused += 1
         self.sample_trouble += 1
-        if retry_after is not None:
-            self.paused_until = max(self.paused_until, now + retry_after)
-        if now < self.calm_until or not self.adaptive:
-            return  # the same burst: already cut (and not evidence against the smaller window)
-        self.evidence.ended(self.limit, trouble=True)
-        if self.limit <= 1 or not self._load(kind):
+        if retry_after is not None and now + retry_after > self.paused_until:
+            self.paused_until = now + retry_after
+            if retry_after >= SAMPLE:
+                # A pause is not the window's doing: the sample begins again once it is over.
+                self.sample_start = None
+        if not self.adaptive:
             return
+        sent_at = at or self.limit  # the window it was sent under is the one it speaks of
+        self.evidence.ended(sent_at, trouble=True)
+        if now < self.calm_until or self.limit <= 1 or not self._load(kind, sent_at):
+            return  # the same burst (already cut), nothing to cut, or the server's noise
         if kind is Trouble.TOO_MANY or (
-            kind is Trouble.UNAVAILABLE and self.evidence.known(self.limit)
+            kind is Trouble.UNAVAILABLE and self.evidence.known(sent_at)
         ):
             self.ceiling = max(1.0, self.window - 1)  # just below where trouble began
             self.probe_at = now + PROBE_AFTER
+            self.undo = None
+        else:
+            self.undo = self.window  # taken back if the evidence says noise
         self.window = max(1.0, self.window / 2)
         self.why = (
             f"halved after a {kind.value}"
@@ -786,15 +821,15 @@ class HostWindow:
         self.last_rate = None
         self.settling = True
 
-    def _load(self, kind: Trouble) -> bool:
-        """Whether this trouble says the window is too large."""
+    def _load(self, kind: Trouble, window: int) -> bool:
+        """Whether this trouble says `window` is too large."""
         if kind is Trouble.TOO_MANY:
             return True
-        if not self.evidence.known(self.limit):
+        if not self.evidence.known(window):
             ended = self.sample_done + self.sample_trouble
-            if self.sample_trouble < 2 or self.sample_trouble <= _TROUBLE_SHARE * ended:
-                return False  # no evidence yet: only a good share of the sample cuts
-        return self.evidence.load(self.limit)
+            if ended < _SHARE_MIN or self.sample_trouble <= _TROUBLE_SHARE * ended:
+                return False  # no evidence yet: only a good share of a sample cuts
+        return self.evidence.load(window)
 
     def summary(self) -> dict[str, int]:
         """What `--json`'s summary says of the origin."""
@@ -814,10 +849,27 @@ class HostWindow:
             return
         rate = (self.sample_done / (now - start), self.sample_bytes / (now - start))
         window, full, settling = self.limit, self.sample_full, self.settling
+        knee = self._knee(window)
         self._restart_sample(now)
         self.settling = False
+        if now >= self.calm_until and self._undone(now):
+            return
         if not full or settling or now < self.calm_until or start < self.paused_until:
             return  # not limited by the window (too little work), just changed, calming, paused
+        if knee is not None and window - knee > max(_QUEUED_MAX, window * _QUEUE_NOISE):
+            # Transfers wait on each other: the server (or the link) serves `knee` at once
+            # at full speed, and more only queue. Keep a couple over it, as Vegas does.
+            self.window = self.ceiling = float(knee + _QUEUED_MAX)
+            self.why = f"{window} at once wait on each other: the server serves about {knee}"
+            self.probe_at = now + KNEE_PROBE_AFTER
+            self.slow_start = False
+            self.settling = True
+            return
+        if knee is not None:
+            # The timings show no queue: more at once will be served as fast. (Comparing one
+            # sample's throughput with the last one's is noisier: only without timings.)
+            self._grow(now, window)
+            return
         if self.last_rate is not None and window > self.last_window:
             if window < self.last_window * _STEP_JUDGED:
                 self._grow(now, window)  # too small a step to judge yet
@@ -828,7 +880,7 @@ class HostWindow:
                 # carried as much; probe above it again later.
                 self.window = self.ceiling = float(self.last_window)
                 self.why = f"back: {window} carried no more than {self.last_window}"
-                self.probe_at = now + PROBE_AFTER
+                self.probe_at = now + KNEE_PROBE_AFTER
                 self.slow_start = False
                 self.settling = True
                 return
@@ -843,10 +895,40 @@ class HostWindow:
         self.why = "doubled: more throughput" if self.slow_start else "one more: probing"
         self.settling = self.limit != window
 
+    def _undone(self, now: float) -> bool:
+        """Whether a cut made without evidence was taken back: the trouble that made it turned
+        out as likely at the smaller window (flaky, not crowded)."""
+        undo, self.undo = self.undo, None
+        if undo is None:
+            return False
+        before = max(1, min(self.cap, int(undo)))
+        if not self.evidence.known(before) or self.evidence.load(before):
+            return False
+        self.window = float(before)
+        self.why = "back: the trouble was as likely with fewer at once"
+        self.settling = True
+        return True
+
+    def _knee(self, window: int) -> int | None:
+        """How many at once the server serves without making them wait, by Little's law:
+        `window` x base time / this sample's median time (None: too few timings)."""
+        took = self.sample_took
+        if len(took) < _SAMPLE_MIN_DONE:
+            return None
+        took.sort()
+        median = took[len(took) // 2]  # a stall or two must not look like a queue
+        if took[len(took) * 3 // 4] > _SPREAD * took[len(took) // 4]:
+            return None  # files of all sizes: their times say more of sizes than of queues
+        self.base_took = min(self.base_took, median)
+        if median <= 0:
+            return None
+        return max(1, math.floor(window * self.base_took / median + 0.5))
+
     def _restart_sample(self, now: float) -> None:
         self.sample_start = now if self.in_flight else None
         self.sample_done = self.sample_bytes = self.sample_trouble = 0
         self.sample_full = self.in_flight >= self.limit
+        self.sample_took.clear()
 
 
 class _Evidence:

@@ -41,7 +41,7 @@ def simulate(
     decides how many are sent at once. Stops after `seconds` or once every file is done."""
     run, now, order, started = Run(), 0.0, 0, 0
     draw = random.Random(7)
-    events: list[tuple[float, int, bool]] = []  # (when, order, refused)
+    events: list[tuple[float, int, bool, float]] = []  # (when, order, refused, sent)
     while True:
         while started < files and window.room(now):
             window.started(now)
@@ -50,7 +50,7 @@ def simulate(
             run.requests += 1
             refused = (limit is not None and window.in_flight > limit) or draw.random() < noise
             heapq.heappush(events, (now + (0.005 if refused else latency(window.in_flight)),
-                                    order, refused))  # fmt: skip
+                                    order, refused, now))  # fmt: skip
             run.peak = max(run.peak, window.in_flight)
         if window.limit == window.cap and run.full_at is None:
             run.full_at = now
@@ -59,7 +59,7 @@ def simulate(
                 break
             now = window.paused_until  # paused, nothing in flight: wait it out
             continue
-        when, _, refused = heapq.heappop(events)
+        when, _, refused, sent = heapq.heappop(events)
         if when > seconds:
             break
         now = when
@@ -70,7 +70,7 @@ def simulate(
         else:
             run.done += 1
             window.arrived(1000)
-            window.finished(now)
+            window.finished(now, now - sent)
     run.ended = now
     return run
 
@@ -88,10 +88,8 @@ def test_growth_stops_at_the_knee_plus_two_at_most(knee: int) -> None:
     # Beyond `knee` at once the server only queues: each answer takes longer, no more per second.
     window = HostWindow(cap=64)
     run = simulate(window, seconds=10.0, latency=lambda n: 0.05 * max(1.0, n / knee))
-    # Slow start doubles, so it can stop up to one doubling past the knee (issue #16 asks
-    # for the knee plus two: not met yet, see the README).
-    assert knee <= window.limit < 2 * knee
-    assert run.done > 0
+    assert knee <= window.limit <= knee + 2  # the timings show the queue (Vegas)
+    assert run.done / run.ended >= 0.95 * knee / 0.05  # and the knee is kept busy
 
 
 def test_a_server_refusing_beyond_three_converges_with_few_refusals() -> None:
@@ -173,13 +171,14 @@ def test_a_fixed_window_never_moves_but_still_pauses() -> None:
     assert math.isinf(HostWindow(cap=1).ceiling)
 
 
-@pytest.mark.parametrize("noise", [0.02, 0.05])
-def test_random_refusals_at_any_window_do_not_shrink_it(noise: float) -> None:
-    # A flaky server answers a share of requests 503 however many are in flight: cutting does
-    # not help, so after a first cut or two (no evidence yet) the window grows and stays large.
+@pytest.mark.parametrize("kind", [Trouble.UNAVAILABLE, Trouble.BROKEN])
+@pytest.mark.parametrize("noise", [0.02, 0.05, 0.15])
+def test_random_trouble_at_any_window_does_not_shrink_it(noise: float, kind: Trouble) -> None:
+    # A flaky server answers a share of requests 503 (or resets them) however many are in
+    # flight: cutting does not help, so after a first cut or two (no evidence yet) the
+    # window grows back, or the cut is taken back, and it stays large.
     window = HostWindow(cap=32)
-    run = simulate(window, seconds=20.0, latency=lambda n: 0.02, noise=noise,
-                   kind=Trouble.UNAVAILABLE)  # fmt: skip
+    run = simulate(window, seconds=20.0, latency=lambda n: 0.02, noise=noise, kind=kind)
     assert run.refused > 0
     # Throughput near 32 at once (32 / 0.02 s = 1,600 files a second), not a crawl at 1 or 2.
     assert run.done / run.ended > 0.6 * 1600, (run.done / run.ended, window.limit)
