@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 MAX_BARS = 10
+MAX_HOSTS = 3  # origins named in the "at once" line of the bars (`--per-host`)
 REFRESH_PER_SECOND = 4
 RATE_WINDOW = 3.0  # seconds of samples a speed is measured over: it falls to 0 when bytes stop
 STALLED_AFTER = 3.0  # seconds without a byte before a bar says so instead of showing a speed
@@ -104,6 +105,8 @@ class Board:
     received: int = 0  # bytes of the whole run: finished files and those under way
     overall: Meter | None = None  # of `received`
     files: Meter | None = None  # of finished files, for the run's ETA
+    # The busiest origins, asked at each draw: (origin, under way, window); see `hosts_line`.
+    hosts: Callable[[int], list[tuple[str, int, int]]] | None = None
 
     def track(self, event: Event) -> None:
         if isinstance(event, Started):
@@ -162,7 +165,21 @@ def frame(board: Board, now: float, width: int) -> Text:
     waiting = len(board.active) - MAX_BARS
     if waiting > 0:
         rows.append(Row(f"… {waiting} more", None, bar=False))
-    return Text("\n").join(_lay_out(rows, width))
+    lines = _lay_out(rows, width)
+    busiest = board.hosts(MAX_HOSTS) if board.hosts is not None else []
+    if busiest:  # below the overall row, out of the columns: it is as wide as it needs
+        hosts = Text(hosts_line(busiest))
+        hosts.truncate(width, overflow="ellipsis")
+        lines.insert(1, hosts)
+    return Text("\n").join(lines)
+
+
+def hosts_line(busiest: list[tuple[str, int, int]]) -> str:
+    """`--per-host`: how many at once each of the busiest origins has, of its window now."""
+    shown = (
+        f"{key.partition('://')[2]} {under_way}/{window}" for key, under_way, window in busiest
+    )
+    return "at once: " + ", ".join(shown)
 
 
 def _overall_row(board: Board, now: float) -> Row:

@@ -609,6 +609,7 @@ async def _run(
     try:
         source = await InputFile.open(input_file) if input_file is not None else None
         async with Downloader(options, on_event=reporter) as downloader:
+            reporter.watch_hosts(downloader.busiest)
             if output is None:
                 await downloader.prepare_directory()  # one clear error, not one per URL
             else:

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from enum import Enum
 from pathlib import Path
@@ -100,6 +101,11 @@ class ConsoleReporter:
     def stop(self) -> None:
         if self._bars is not None:
             self._bars.stop()
+
+    def watch_hosts(self, busiest: Callable[[int], list[tuple[str, int, int]]]) -> None:
+        """The bars show the connections of the busiest origins (`Downloader.busiest`)."""
+        if self._bars is not None:
+            self._bars.board.hosts = busiest
 
     def refresh(self) -> None:
         """Draw the bars now rather than at their next tick (a few times a second)."""

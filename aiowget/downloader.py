@@ -188,6 +188,12 @@ class Downloader:
         window now (`connections`) and its `peak`. Empty without a per-host limit."""
         return self._hosts.summary()
 
+    def busiest(self, count: int) -> list[tuple[str, int, int]]:
+        """The `count` origins with the most transfers under way: (origin, under way, window
+        now). Empty without a per-host limit. (Cheap enough for a display's few times a
+        second: one pass over the origins kept.)"""
+        return self._hosts.busiest(count)
+
     async def download_one(
         self, url: str | Job, path: str | os.PathLike[str] | None = None
     ) -> Result:
@@ -504,6 +510,14 @@ class _Origins:
 
     def summary(self) -> dict[str, dict[str, int]]:
         return {key: origin.window.summary() for key, origin in self._origins.items()}
+
+    def busiest(self, count: int) -> list[tuple[str, int, int]]:
+        busy = [
+            (key, origin.window.in_flight, origin.window.limit)
+            for key, origin in self._origins.items()
+            if origin.window.in_flight
+        ]
+        return heapq.nlargest(count, busy, key=lambda entry: entry[1])
 
     def window(self, key: str) -> HostWindow | None:
         origin = self._origins.get(key)

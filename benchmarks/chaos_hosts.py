@@ -1,5 +1,7 @@
 """The chaos test's server (tests/chaos.py) under each per-host setting: wall time, files
-saved and what the origin's window did. `python benchmarks/chaos_hosts.py none 32 auto`.
+saved and what the origin's window did. `python benchmarks/chaos_hosts.py none 32 auto`;
+`--no-503` leaves out its 503s (so the pauses their Retry-After asks for): resets, stalls
+and cut bodies only.
 
 Not part of `make bench`: it measures why `--per-host auto` is not the default yet (the
 README's Connections per host)."""
@@ -17,6 +19,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiowget
+from tests import chaos
 from tests.chaos import ChaosServer
 
 
@@ -44,7 +47,11 @@ async def run(per_host: int | str | None, seed: int = 11) -> None:
 
 
 def main() -> None:
-    for arg in sys.argv[1:] or ["none", "32", "auto"]:
+    args = sys.argv[1:]
+    if "--no-503" in args:
+        args.remove("--no-503")
+        chaos.KINDS = tuple(kind for kind in chaos.KINDS if kind != "busy")  # type: ignore[assignment]
+    for arg in args or ["none", "32", "auto"]:
         per_host = None if arg == "none" else arg if arg.startswith("auto") else int(arg)
         asyncio.run(run(per_host))
 

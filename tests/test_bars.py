@@ -226,3 +226,16 @@ def test_without_an_event_loop_the_bars_draw_only_when_asked() -> None:
     bars.print("after the bars")  # stopped: straight out
     assert screen.getvalue().endswith("after the bars\n")
     assert screen.getvalue().count("[+] saved file1.bin (5 bytes)") == 1
+
+
+def test_the_busiest_origins_are_shown_with_their_windows() -> None:
+    board = board_with(Started(url(1), Path("a.bin"), None))
+    board.hosts = lambda count: [("http://a.example:80", 6, 8), ("https://b.example:443", 2, 2)][
+        :count
+    ]
+    board.sample(0.0)
+
+    lines = frame(board, 1.0, 120).plain.splitlines()
+
+    assert lines[1] == "at once: a.example:80 6/8, b.example:443 2/2"
+    assert "a.bin" in lines[2]
