@@ -638,12 +638,10 @@ class DiskPace:
 # Throughput is judged over samples of this many seconds (and at least a few completions).
 SAMPLE = 0.08
 _SAMPLE_MIN_DONE = 4
-# A step up in connections must bring this much more throughput to count as worth it; steps
-# are judged once they add a quarter or more (+1 at 8 would be lost in a sample's noise).
+# A doubling of the connections must bring this much more throughput to count as worth it.
 _WORTH_IT = 1.1
-_STEP_JUDGED = 1.25
-# Before there is evidence (`_Evidence`), 503s, resets and timeouts cut when over this share
-# of a sample of at least `_SHARE_MIN` requests.
+# Before there is evidence (`_Evidence`), 503s cut when over this share of a sample of at
+# least `_SHARE_MIN` requests; resets and timeouts, which flaky networks give, of twice that.
 _TROUBLE_SHARE = 0.25
 _SHARE_MIN = 8
 # Transfers allowed to wait on others beyond the knee the timings show (Vegas's beta); the
@@ -652,6 +650,9 @@ _QUEUED_MAX = 2
 _QUEUE_NOISE = 0.25
 # Timings this spread out (upper quartile over lower) are not compared (mixed sizes).
 _SPREAD = 2.0
+# Samples in a row that must show a queue before the brake acts (one may be a fluke of the
+# sizes in it).
+_QUEUED_SAMPLES = 2
 # After a cut: no growth for this long, and no second cut for the same burst of trouble.
 CALM = 1.0
 # Trouble is weighed against what smaller windows met (`_Evidence`) once they carried this
@@ -711,6 +712,7 @@ class HostWindow:
     # the time a transfer takes when it waits for no other (TCP Vegas's base RTT).
     sample_took: list[float] = field(default_factory=list)
     base_took: float = math.inf
+    queued_samples: int = 0
     settling: bool = False  # the sample under way follows a change: not judged
     last_rate: tuple[float, float] | None = None  # (files/s, bytes/s) at a smaller window
     last_window: int = 0
@@ -827,7 +829,8 @@ class HostWindow:
             return True
         if not self.evidence.known(window):
             ended = self.sample_done + self.sample_trouble
-            if ended < _SHARE_MIN or self.sample_trouble <= _TROUBLE_SHARE * ended:
+            least = _SHARE_MIN if kind is Trouble.UNAVAILABLE else 2 * _SHARE_MIN
+            if ended < least or self.sample_trouble <= _TROUBLE_SHARE * ended:
                 return False  # no evidence yet: only a good share of a sample cuts
         return self.evidence.load(window)
 
@@ -856,24 +859,29 @@ class HostWindow:
             return
         if not full or settling or now < self.calm_until or start < self.paused_until:
             return  # not limited by the window (too little work), just changed, calming, paused
-        if knee is not None and window - knee > max(_QUEUED_MAX, window * _QUEUE_NOISE):
-            # Transfers wait on each other: the server (or the link) serves `knee` at once
-            # at full speed, and more only queue. Keep a couple over it, as Vegas does.
+        queued = knee is not None and window - knee > max(_QUEUED_MAX, window * _QUEUE_NOISE)
+        self.queued_samples = self.queued_samples + 1 if queued else 0
+        if knee is not None and self.queued_samples >= _QUEUED_SAMPLES:
+            # Transfers wait on each other (two samples in a row: one may be a fluke of
+            # sizes): the server (or the link) serves `knee` at once at full speed, and more
+            # only queue. Keep a couple over it, as Vegas does.
+            self.queued_samples = 0
             self.window = self.ceiling = float(knee + _QUEUED_MAX)
             self.why = f"{window} at once wait on each other: the server serves about {knee}"
             self.probe_at = now + KNEE_PROBE_AFTER
             self.slow_start = False
             self.settling = True
             return
+        if queued:
+            return  # one sample shows a queue: hold, and see the next
         if knee is not None:
             # The timings show no queue: more at once will be served as fast. (Comparing one
             # sample's throughput with the last one's is noisier: only without timings.)
             self._grow(now, window)
             return
-        if self.last_rate is not None and window > self.last_window:
-            if window < self.last_window * _STEP_JUDGED:
-                self._grow(now, window)  # too small a step to judge yet
-                return
+        if self.slow_start and self.last_rate is not None and window > self.last_window:
+            # Only a doubling is judged by throughput: a smaller step's gain is lost in a
+            # sample's noise (stalls, sizes), and a wrong "no gain" would hold the window.
             files, size = self.last_rate
             if rate[0] < files * _WORTH_IT and rate[1] < size * _WORTH_IT:
                 # The step brought nothing: the knee. Back to the smaller window, which
@@ -893,7 +901,7 @@ class HostWindow:
         grown = window * 2 if self.slow_start else window + 1
         self.window = float(min(self.cap, max(window, min(grown, self.ceiling))))
         self.why = "doubled: more throughput" if self.slow_start else "one more: probing"
-        self.settling = self.limit != window
+        self.settling = self.limit != window  # the next sample is a transition: not judged
 
     def _undone(self, now: float) -> bool:
         """Whether a cut made without evidence was taken back: the trouble that made it turned
@@ -907,6 +915,7 @@ class HostWindow:
         self.window = float(before)
         self.why = "back: the trouble was as likely with fewer at once"
         self.settling = True
+        self.slow_start = True  # the cut was a mistake: grow as before it
         return True
 
     def _knee(self, window: int) -> int | None:

@@ -39,6 +39,7 @@ MIB = 1 << 20
 INSTALL = "sudo apt-get install -y nginx curl aria2 time"
 TERMINALS = [(120, 30), (80, 24)]  # (columns, rows) of the pseudo-terminals of scenario e
 NONE, BARS = "aiowget --progress none", "aiowget (bars)"
+AUTO_64, FIXED_64 = "aiowget -j 64 --per-host auto", "aiowget -j 64 --per-host 64"
 RUN_TIMEOUT = 1200.0  # seconds; a run that takes longer is killed and reported FAILED
 STARTS = {"--version": 10, "--help": 10}  # start-up runs, and how many of each (median)
 FIRST_REQUESTS = 5  # runs of one URL, timed from spawn to the arrival of its request
@@ -200,6 +201,9 @@ def small_cases(root: Path) -> list[Case]:
     curl = [*CURL, "--parallel", "--parallel-max", "64", "--output-dir", "{d}"]
     return [
         Case("aiowget -j 64", [AIOWGET, "-q", "-j", "64", "-i", urls, "-P", "{d}"]),
+        # Issue #16 test 6: the adapted window within 5% of a fixed one on a healthy server.
+        Case(AUTO_64, [AIOWGET, "-q", "-j", "64", "--per-host", "auto", "-i", urls, "-P", "{d}"]),
+        Case(FIXED_64, [AIOWGET, "-q", "-j", "64", "--per-host", "64", "-i", urls, "-P", "{d}"]),
         Case("curl --parallel", [*curl, "-K", str(root / "curl.cfg")]),
         Case("aria2c -j 64", [*ARIA, "-j", "64", "-i", urls, "-d", "{d}"]),
         Case("parfive", [*pf, urls, "{d}", "64"]),
@@ -466,6 +470,7 @@ TARGETS = [  # name, scenario, numerator tool, denominator tool (or PEAK_RSS, SE
     ("small: aiowget / aria2c wall", "b", "aiowget -j 64", "aria2c -j 64", "<=", 1.0),
     ("small: parfive / aiowget wall", "b", "parfive", "aiowget -j 64", ">=", 2.5),
     ("small: aiowget / floor wall", "b", "aiowget -j 64", FLOOR_NAME, "<=", 1.15),
+    ("small: per-host auto / per-host 64 wall", "b", AUTO_64, FIXED_64, "<=", 1.05),
     ("tiny: aiowget / floor wall", "d", "aiowget -j 64", FLOOR_NAME, "<=", 1.15),
     ("split: aiowget -s 8 / aria2c -x8 wall", "c", "aiowget -s 8", "aria2c -x8", "<=", 1.2),
     ("split: curl 1 conn / aiowget -s 8 wall", "c", "curl (1 conn)", "aiowget -s 8", ">=", 5.0),

@@ -9,39 +9,45 @@ README's Connections per host)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 import time
+from asyncio.subprocess import DEVNULL, PIPE
 from pathlib import Path
 
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiowget
 from tests import chaos
 from tests.chaos import ChaosServer
 
 
-async def run(per_host: int | str | None, seed: int = 11) -> None:
-    chaos = ChaosServer(files=2000, seed=seed, big_every=10)
-    runner = web.AppRunner(chaos.application())
+async def run(per_host: str, seed: int = 11) -> None:
+    """The command line in its own process (as tests/test_chaos.py runs it), the server here."""
+    server = ChaosServer(files=2000, seed=seed, big_every=10)
+    runner = web.AppRunner(server.application())
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
         port = runner.addresses[0][1]
-        urls = [f"http://127.0.0.1:{port}{path}" for path in chaos.paths]
+        urls = "".join(f"http://127.0.0.1:{port}{path}\n" for path in server.paths)
         with tempfile.TemporaryDirectory() as directory:
+            argv = [sys.executable, "-m", "aiowget", "-q", "--json", "-j", "32", "-T", "1",
+                    "--retry-wait", "0", "-t", "20", "-i", "-", "-P", directory]  # fmt: skip
+            if per_host != "none":
+                argv += ["--per-host", per_host]
             started = time.monotonic()
-            async with aiowget.Downloader(
-                directory=directory, jobs=32, timeout=1, retry_wait=0, retries=20,
-                per_host=per_host,
-            ) as downloader:  # fmt: skip
-                results = [result async for result in downloader.iter_download(urls)]
-                wall = time.monotonic() - started
-                saved = sum(result.ok for result in results)
-                print(f"{per_host!s:>6}: {wall:6.1f} s, {saved} saved, {downloader.connections()}")
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=PIPE, stdout=PIPE, stderr=DEVNULL
+            )
+            out, _ = await process.communicate(urls.encode())
+            wall = time.monotonic() - started
+            summary = json.loads(out.splitlines()[-1])
+            origins = list(summary.get("origins", {}).values())
+            print(f"{per_host:>6}: {wall:6.1f} s, {summary['saved']} saved, {origins}")
     finally:
         await runner.cleanup()
 
@@ -52,8 +58,7 @@ def main() -> None:
         args.remove("--no-503")
         chaos.KINDS = tuple(kind for kind in chaos.KINDS if kind != "busy")  # type: ignore[assignment]
     for arg in args or ["none", "32", "auto"]:
-        per_host = None if arg == "none" else arg if arg.startswith("auto") else int(arg)
-        asyncio.run(run(per_host))
+        asyncio.run(run(arg))
 
 
 if __name__ == "__main__":
