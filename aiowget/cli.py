@@ -130,15 +130,15 @@ def command(
         int, typer.Option("-j", "--jobs", min=1, metavar="N", help="Downloads at once.")
     ] = 8,
     per_host: Annotated[
-        str | None,
+        str,
         typer.Option(
             "--per-host",
-            metavar="auto|auto:MAX|N",
-            help="Connections per host: N, or adapted to what it takes (up to MAX, default"
-            " --jobs) [default: --jobs].",
+            metavar="auto|auto:MAX|N|none",
+            help="Connections per host: adapted to what it takes (up to MAX, default --jobs),"
+            " N at most, or none: no limit per host [default: auto].",
             show_default=False,
         ),
-    ] = None,
+    ] = "auto",
     naming: Annotated[
         Naming,
         typer.Option(

@@ -458,6 +458,7 @@ class _Origins:
         self, options: Options, emit: Callable[[Event], Awaitable[None]] | None = None
     ) -> None:
         self._options = options
+        self.jobs = options.jobs
         self._origins: dict[str, _Origin] = {}
         self._feeds: set[_Feed] = set()
         self._emit = emit  # with `verbose`: each change of a window, as a `Note`
@@ -564,9 +565,14 @@ class _Origins:
 
 
 _IDLE_KEPT = 10_000
-# Jobs of a list read ahead of the workers, so that an origin with room finds its jobs behind
-# a busy one's (#16: six URLs of B behind sixty of A).
-_LOOK_AHEAD = 1024
+# Jobs of a list read ahead of the workers (16 per worker, 64 to 1,024), so that an origin
+# with room finds its jobs behind a busy one's (#16: six URLs of B behind sixty of A).
+_LOOK_AHEAD = (64, 16, 1024)
+
+
+def look_ahead(jobs: int) -> int:
+    least, per_worker, most = _LOOK_AHEAD
+    return min(most, max(least, per_worker * jobs))
 
 
 class _Ticket:
@@ -597,7 +603,7 @@ class _Plain:
 
 class _Feed:
     """Hands a list's jobs to the workers so that no origin holds up another: it reads up to
-    `_LOOK_AHEAD` jobs ahead of them, claiming their names as it reads (in input order, as the
+    `look_ahead(jobs)` jobs ahead of them, claiming their names as it reads (in input order, as the
     README promises), queues them by origin, and gives a free worker the earliest job whose
     origin has room for a new transfer now. A worker that finds none waits for room (an origin
     calls `wake`) or for more input."""
@@ -608,6 +614,7 @@ class _Feed:
         self._source = source
         self._origins = origins
         self._reserve = reserve
+        self._ahead = look_ahead(origins.jobs)
         self._queues: dict[str, collections.deque[tuple[int, Job, Reserved | None]]] = {}
         self._heads: list[tuple[int, str]] = []  # a heap: (index of a queue's first job, key)
         self._buffered = 0
@@ -621,7 +628,7 @@ class _Feed:
                 return item
             if self._source.done and not self._buffered:
                 return None
-            if self._reading or self._source.done or self._buffered >= _LOOK_AHEAD:
+            if self._reading or self._source.done or self._buffered >= self._ahead:
                 await self._wait()
             else:
                 await self._read()

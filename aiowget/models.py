@@ -72,7 +72,7 @@ class Options:
     jobs: int = 8
     # "auto" (adapted per origin, up to `jobs`), "auto:MAX", or a fixed number; None: no limit
     # (the default while `auto` learns to tell random failures from overload: issue #16).
-    per_host: int | str | None = None
+    per_host: int | str | None = "auto"
     naming: Naming = Naming.FLAT
     content_disposition: bool = False
     if_exists: IfExists = IfExists.SKIP
@@ -148,11 +148,13 @@ class Options:
 # The checks of Options: each names the option, and none needs the network or the disk.
 
 
-def _per_host(value: object) -> int | str:
+def _per_host(value: object) -> int | str | None:
     """A number of connections (a digit string too: the command line's), "auto" or
-    "auto:MAX"."""
+    "auto:MAX", or "none" (no limit per origin: None)."""
     if isinstance(value, str):
         text = value.strip().lower()
+        if text == "none":
+            return None
         if text.isascii() and text.isdigit():
             value = int(text)
         elif text == "auto" or (
@@ -163,9 +165,11 @@ def _per_host(value: object) -> int | str:
         ):
             return text
         else:
-            raise UsageError(f"per_host must be a number, 'auto' or 'auto:MAX', got {value!r}")
+            raise UsageError(
+                f"per_host must be a number, 'auto', 'auto:MAX' or 'none', got {value!r}"
+            )
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UsageError(f"per_host must be a number, 'auto' or 'auto:MAX', got {value!r}")
+        raise UsageError(f"per_host must be a number, 'auto', 'auto:MAX' or 'none', got {value!r}")
     return value
 
 

@@ -4,10 +4,10 @@
 
 N files of 1 KiB (default 2,000), each answered after 20 ms, from an aiohttp server in a
 process of its own that answers 429 (no Retry-After) to a request beyond 4 in flight. Each
-client gets a fresh folder; rows: aiowget `--per-host auto`, aiowget `--per-host 4` (the
-oracle: what knowing the limit gives), aiowget with its default (as many as `-j`), aria2c
-`-j 16` and parfive `max_conn=16`. Printed: wall time, requests the server answered 429,
-files saved (a tool may give up on some), medians of R interleaved rounds.
+client gets a fresh folder; rows: aiowget with its default (`--per-host auto`), aiowget
+`--per-host 4` (the oracle: what knowing the limit gives), `--per-host none` (as many as
+`-j`), aria2c `-j 16` and parfive `max_conn=16`. Printed: wall time, requests the server
+answered 429, files saved (a tool may give up on some), medians of R interleaved rounds.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ PARFIVE = bench.PARFIVE
 def clients(listing: Path) -> dict[str, list[str]]:
     aiowget = [arg.replace("{list}", str(listing)) for arg in AIOWGET]
     return {
-        "aiowget --per-host auto": [*aiowget, "--per-host", "auto"],
+        "aiowget (default: --per-host auto)": aiowget,
         "aiowget --per-host 4 (oracle)": [*aiowget, "--per-host", "4"],
-        "aiowget (default: -j 16 at once)": aiowget,
+        "aiowget --per-host none (-j 16 at once)": [*aiowget, "--per-host", "none"],
         "aria2c -j 16": [*bench.ARIA, "-j", "16", "-i", str(listing), "-d", "{d}"],
         "parfive max_conn=16": [sys.executable, "-c", PARFIVE, str(listing), "{d}", "16"],
     }

@@ -222,7 +222,10 @@ async def test_json_report(files_server: Server, tmp_path: Path) -> None:
         "bytes": 2 * len(FILES["/files/f2.bin"]),
         "elapsed": summary["elapsed"],
         "exit_code": 8,
+        "origins": summary["origins"],  # what each origin's window did (--per-host auto)
     }
+    (seen,) = summary["origins"].values()
+    assert seen["requests"] == 3
     assert "[+] saved" in result.stderr  # human output stays on stderr
 
 

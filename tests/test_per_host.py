@@ -155,9 +155,15 @@ async def test_a_fixed_per_host_is_kept_and_none_is_unlimited(
     await aiowget.download(urls, tmp_path / "a", jobs=12, per_host=3)
     fixed_peak, crowd.peak = crowd.peak, 0
     await aiowget.download(urls, tmp_path / "b", jobs=12, per_host=None)
+    none_peak, crowd.peak = crowd.peak, 0
+    listing = "".join(f"{url}\n" for url in urls).encode()
+    result = await run_process("-q", "-j", "12", "--per-host", "none", "-i", "-",
+                               "-P", tmp_path / "c", stdin=listing, limit=LIMIT)  # fmt: skip
 
     assert fixed_peak == 3
-    assert crowd.peak == 12
+    assert none_peak == 12
+    assert result.exit_code == 0, result.stderr
+    assert crowd.peak == 12  # `--per-host none`: as many as -j
 
 
 async def test_the_json_summary_says_what_each_origin_window_did(
