@@ -176,9 +176,7 @@ def frame(board: Board, now: float, width: int) -> Text:
 
 def hosts_line(busiest: list[tuple[str, int, int]]) -> str:
     """`--per-host`: how many at once each of the busiest origins has, of its window now."""
-    shown = (
-        f"{key.partition('://')[2]} {under_way}/{window}" for key, under_way, window in busiest
-    )
+    shown = (f"{printable(key.partition('://')[2])} {now}/{window}" for key, now, window in busiest)
     return "at once: " + ", ".join(shown)
 
 

@@ -148,6 +148,7 @@ class Downloader:
             job_slot=asyncio.Semaphore(options.jobs),
             host_slot=self._hosts.slot,
             host_window=self._hosts.window,
+            release_room=self._hosts.release_held,
             directory_ready=self._directory_ready,
             emit=self._emit,
             throttle=_RateLimit(options.limit_rate) if options.limit_rate else None,
@@ -499,6 +500,13 @@ class _Origins:
             if not ticket.used:
                 ticket.origin.unused()
 
+    def release_held(self) -> None:
+        """The task's job gives back the room it was handed (`holding`), unused."""
+        ticket = _HELD.get()
+        if ticket is not None and not ticket.used:
+            ticket.used = True
+            ticket.origin.unused()
+
     def slot(self, key: str) -> AbstractAsyncContextManager[None]:
         if self._options.per_host is None:
             return _UNLIMITED
@@ -536,7 +544,8 @@ class _Origins:
 
     async def _told(self, key: str, window: HostWindow, before: int) -> None:
         if self._emit is not None and window.limit != before:
-            await self._emit(Note(f"{key}: {before} -> {window.limit} at once ({window.why})"))
+            shown = printable(key)
+            await self._emit(Note(f"{shown}: {before} -> {window.limit} at once ({window.why})"))
 
     def _room_appeared(self) -> None:
         for feed in self._feeds:
@@ -773,10 +782,11 @@ class _Origin:
             if not waiter.done():
                 self.window.started(now)
                 waiter.set_result(None)
-        if self._waiters:
-            self._remind(now)
-        elif self.window.room(now):
-            self._on_room()
+        if self.window.room(now):
+            if not self._waiters:
+                self._on_room()
+        else:
+            self._remind(now)  # paused (perhaps past the timer that woke us): hear its end
 
     def _remind(self, now: float) -> None:
         """Wake up when the pause ends, if one is under way."""

@@ -8,6 +8,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -196,7 +197,15 @@ def origin(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
-    return f"{scheme}://{parts.hostname}:{port}"
+    return f"{scheme}://{_host_key(parts.hostname or '')}:{port}"
+
+
+def _host_key(host: str) -> str:
+    """The host as the request names it: full-width or upper-case letters folded and IDN in
+    punycode (as the idna codec does), no trailing dot: one spelling, one origin."""
+    with suppress(UnicodeError):  # a name the codec refuses (IPv6, a bad label): as written
+        host = host.encode("idna").decode("ascii")
+    return host.lower().rstrip(".")
 
 
 def check_status(status: int, reason: str, retry_after: float | None = None) -> None:

@@ -145,6 +145,9 @@ class Context:
     emit: Callable[[Event], Awaitable[None]]
     # The window of an origin in use (to count the bytes that arrive), or None.
     host_window: Callable[[str], HostWindow | None] = lambda key: None
+    # Gives back the origin room a list's job was handed with, before the job waits for
+    # something else (its twin, a `jobs` slot): holding it there could deadlock.
+    release_room: Callable[[], None] = lambda: None
     throttle: Callable[[int], Awaitable[None]] | None = None
     ssl: ssl.SSLContext | bool = True
     proxy_for: Callable[[str], str | None] = lambda url: None
@@ -185,11 +188,14 @@ async def transfer(
             return await _transfer(job, ctx, stream, batch, None)
     key = _twin_key(job)
     while (running := ctx.inflight.get(key)) is not None:
+        ctx.release_room()  # the twin may need its origin's room: never wait holding it
         await asyncio.wait({running})  # never raises for the twin's own cancellation
         if not running.cancelled():
             return await _duplicate(job, ctx, running.result())
     ctx.inflight[key] = twin = asyncio.get_running_loop().create_future()
     try:
+        if ctx.job_slot.locked():  # another call holds it, maybe waiting for this origin
+            ctx.release_room()
         async with ctx.job_slot:  # twins wait above, holding no slot
             result = await _transfer(job, ctx, None, batch, reserved)
         twin.set_result(result)
@@ -382,9 +388,13 @@ class _Transfer:
     # Naming ----------------------------------------------------------------------------
 
     async def _fetch_named_by_server(self, url: str) -> Outcome:
-        async with self.slot(url), self._get(url, {}) as response:
-            self._check(response, 0, None, {})
-            header = response.headers.get("Content-Disposition")
+        while True:  # this first request is retried as any other (a 503, a reset)
+            try:
+                with map_errors():
+                    header = await self._disposition(url)
+                break
+            except AiowgetError as error:
+                await self.retry_or_raise(error)
         # Claimed with no slot or response held: it may wait for another transfer of the file.
         suggested = naming.disposition_name(header) if header else None
         name = _name_of(self.job, self.options)
@@ -394,6 +404,11 @@ class _Transfer:
             return Outcome.SKIPPED
         # The response is not reused: the .part an earlier run left may be resumed instead.
         return await self._fetch_to_file(url)
+
+    async def _disposition(self, url: str) -> str | None:
+        async with self.slot(url), self._get(url, {}) as response:
+            self._check(response, 0, None, {})
+            return response.headers.get("Content-Disposition")
 
     async def _choose_exact_path(self, path: Path) -> bool:
         if path.name == naming.WORK_DIR:

@@ -363,3 +363,74 @@ async def test_a_shared_link_is_filled_with_no_more_than_the_knee_plus_two(
 
 
 MIB = 1 << 20
+
+
+# What a fresh tester found: waits that held an origin's room, and a pause made longer.
+
+
+async def test_a_url_listed_twice_does_not_wait_holding_the_room_its_twin_needs(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    asked: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path)
+        if len(asked) == 1:
+            return web.Response(status=503)  # the first asks again: it needs the room
+        return web.Response(body=b"whole")
+
+    server = await serve({"/f": handler})
+    url = server.url("/f")
+
+    results = await asyncio.wait_for(
+        aiowget.download([url, url], tmp_path, jobs=4, per_host=1, retry_wait=0), LIMIT
+    )
+
+    assert [r.ok for r in results] == [True, True]
+    assert asked == ["/f", "/f"]  # fetched once, retried once; the repeat waited for it
+
+
+async def test_a_pause_made_longer_is_waited_out_to_its_new_end(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    arrivals: dict[str, float] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["n"]
+        arrivals[name] = time.monotonic()
+        if name == "a":
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        if name == "b":
+            await asyncio.sleep(0.3)  # answered while the first pause runs, and longer
+            return web.Response(status=429, headers={"Retry-After": "2"})
+        return web.Response(body=name.encode())
+
+    server = await serve({"/{n}": handler})
+    urls = [server.url(f"/{n}") for n in "abcde"]
+
+    results = await asyncio.wait_for(
+        aiowget.download(urls, tmp_path, jobs=4, per_host=2, retries=0), LIMIT
+    )
+
+    assert [r.ok for r in results] == [False, False, True, True, True]
+    assert min(arrivals[n] for n in "cde") - arrivals["b"] >= 2.0  # after the longer pause
+
+
+async def test_single_calls_and_a_list_share_an_origin_without_a_deadlock(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    crowd = Crowd(delay=0.02)
+    server = await serve({"/{n}": crowd.handler})
+
+    async with aiowget.Downloader(directory=tmp_path, jobs=1, per_host=1) as downloader:
+
+        async def listed() -> list[bool]:
+            urls = [server.url(f"/list{n}") for n in range(3)]
+            return [result.ok async for result in downloader.iter_download(urls)]
+
+        one = downloader.download_one(server.url("/one"))
+        single, many = await asyncio.wait_for(asyncio.gather(one, listed()), LIMIT)
+
+    assert single.ok
+    assert many == [True, True, True]
+    assert crowd.peak == 1

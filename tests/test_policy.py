@@ -102,6 +102,11 @@ def test_check_url_rejects_with_a_reason(url: str, reason: str) -> None:
         ("http://E.com/x", "http://e.com:80"),
         ("https://e.com/x", "https://e.com:443"),
         ("http://u:p@e.com:8080/", "http://e.com:8080"),
+        # One host, however it is spelt, is one origin: what the request connects to.
+        ("http://localhost./x", "http://localhost:80"),
+        ("http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/x", "http://localhost:80"),
+        ("http://b\u00fccher.de/", "http://xn--bcher-kva.de:80"),
+        ("http://[::1]:8080/", "http://::1:8080"),
     ],
 )
 def test_origin(url: str, key: str) -> None:

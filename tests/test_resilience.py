@@ -473,3 +473,28 @@ async def test_kill_9_loses_only_the_bytes_in_flight(serve: ServeFactory, tmp_pa
     assert (tmp_path / flat_name(url)).read_bytes() == CONTENT
     assert resumed_at(faulty.ranges()[-1]) == kept >= MiB
     assert files_in(tmp_path) == [flat_name(url)]
+
+
+async def test_a_name_asked_of_the_server_is_retried_like_any_request(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """`--content-disposition`: the first request, which learns the name, was made outside the
+    retries: one 503 failed the URL."""
+    asked: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        asked.append(1)
+        if len(asked) == 1:
+            return web.Response(status=503, headers={"Retry-After": "0"})
+        disposition = {"Content-Disposition": 'attachment; filename="named.txt"'}
+        return web.Response(body=b"named", headers=disposition)
+
+    server = await serve({"/f": handler})
+
+    (result,) = await aiowget.download(
+        [server.url("/f")], tmp_path, content_disposition=True, **FAST
+    )
+
+    assert result.ok, result.error
+    assert (tmp_path / "named.txt").read_bytes() == b"named"
+    assert result.attempts == len(asked) >= 2
