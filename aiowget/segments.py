@@ -42,7 +42,6 @@ class SegmentOwner(Protocol):
     def request(
         self, url: str, headers: dict[str, str]
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]: ...
-    def slot(self, url: str) -> AbstractAsyncContextManager[None]: ...
     async def report(self, received: int, total: int | None) -> None: ...
     async def pace(self, arrived: int) -> None: ...
     def speed_watch(self) -> AbstractAsyncContextManager[None]: ...
@@ -98,7 +97,7 @@ class _Split:
         headers = {"Range": f"bytes={asked[0]}-{asked[1]}"}
         if self.state.validator:
             headers["If-Range"] = self.state.validator
-        async with self.owner.slot(self.url), self.owner.request(self.url, headers) as response:
+        async with self.owner.request(self.url, headers) as response:
             now = datetime.now(timezone.utc)
             reason = response.reason or ""
             action = judge_segment(

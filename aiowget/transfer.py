@@ -406,7 +406,7 @@ class _Transfer:
         return await self._fetch_to_file(url)
 
     async def _disposition(self, url: str) -> str | None:
-        async with self.slot(url), self._get(url, {}) as response:
+        async with self._get(url, {}) as response:
             self._check(response, 0, None, {})
             return response.headers.get("Content-Disposition")
 
@@ -611,7 +611,7 @@ class _Transfer:
             # `--if-exists update`, and no .part to resume: ask whether the file changed.
             headers = await self._conditions(self.compare)
         plan: PartState | None = None
-        async with self.slot(url), self._get(url, headers) as response:
+        async with self._get(url, headers) as response:
             action = self._check(response, offset, sink.state, headers)
             if action is Action.RESTART:
                 await sink.restart()
@@ -879,29 +879,42 @@ class _Transfer:
     async def _get(self, url: str, extra: dict[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
         """One GET, redirects followed here, hop by hop: each hop chooses its own proxy, and
         credentials (the URL's, `auth`, `-H Authorization/Cookie`) go to the first origin only,
-        never again once a redirect has left it."""
+        never again once a redirect has left it. Each origin of the chain is asked within its
+        own per-host slot (its window, its pause): a redirect to another origin gives back
+        the first one's and waits for room in the next; the body comes within the last's."""
         self.attempts += 1
-        response = await self._follow(url, extra)
-        try:
-            yield response
-        finally:
-            response.release()
+        hop, left = first_hop(url), self.options.max_redirects + 1
+        while True:
+            async with self.slot(hop.url):
+                response, hop, left = await self._follow(hop, extra, left)
+                if response is not None:
+                    try:
+                        yield response
+                    finally:
+                        response.release()
+                    return
 
-    async def _follow(self, url: str, extra: dict[str, str]) -> aiohttp.ClientResponse:
-        """The final response of `url`'s redirect chain, whose status lines and headers must
-        all have come within `-T` of the first request going out (one deadline per chain:
-        twenty slow redirects are not twenty deadlines)."""
+    async def _follow(
+        self, hop: Hop, extra: dict[str, str], left: int
+    ) -> tuple[aiohttp.ClientResponse | None, Hop, int]:
+        """The final response of the redirect chain from `hop`, or None with the first hop to
+        another origin; and how many requests the chain may still make. The status lines and
+        headers of one origin's part must all have come within `-T` of its first request
+        going out (one deadline, not one per redirect)."""
         options = self.options
-        hop = first_hop(url)
         async with HeaderDeadline(options.timeout, options.connect_timeout) as deadline:
-            for _ in range(options.max_redirects + 1):
+            while left > 0:
+                left -= 1
                 response = await self._send(hop, extra, deadline)
                 redirect = is_redirect(response.status)
                 location = response.headers.get("Location") if redirect else None
                 if location is None:
-                    return response
+                    return response, hop, left
                 response.release()
-                hop = next_hop(hop, location)
+                target = next_hop(hop, location)
+                if origin(target.url) != origin(hop.url):  # (`Hop.origin` is the chain's first)
+                    return None, target, left
+                hop = target
         raise ProtocolError(f"too many redirects (more than {options.max_redirects})")
 
     async def _send(

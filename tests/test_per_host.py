@@ -434,3 +434,24 @@ async def test_single_calls_and_a_list_share_an_origin_without_a_deadlock(
     assert single.ok
     assert many == [True, True, True]
     assert crowd.peak == 1
+
+
+async def test_a_redirect_to_another_origin_takes_that_origins_room(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """Four origins redirect to B; with one connection per origin, B never has two at once
+    (each hop is asked within its own origin's slot, the body within the last's)."""
+    crowd = Crowd(delay=0.1)
+    target = await serve({"/{n}": crowd.handler}, host="127.0.0.2")
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(target.url(f"/{request.match_info['n']}"))
+
+    origins = [await serve({"/{n}": redirect}) for _ in range(4)]
+    urls = [origins[n % 4].url(f"/{n}") for n in range(8)]
+
+    results = await asyncio.wait_for(aiowget.download(urls, tmp_path, jobs=8, per_host=1), LIMIT)
+
+    assert all(r.ok for r in results)
+    assert crowd.answered == 8
+    assert crowd.peak == 1
