@@ -64,7 +64,8 @@ async def test_hostile_paths_stay_inside_the_target(serve: ServeFactory, tmp_pat
     assert (target / host / "up").read_bytes() == b"body of /up"  # what yarl asked for
     assert (target / host / "a%2F..%2F..%2Fout").read_bytes() == b"body of /a/../../out"
     assert (target / host / "n%00ul").read_bytes() == b"body of /n\0ul"
-    assert [s.path for s in server.gets()][:2] == ["/up", "/up2"]
+    asked = {s.path for s in server.gets()}  # (in whatever order the requests went)
+    assert {"/up", "/up2"} <= asked
 
 
 async def test_a_file_and_a_folder_of_one_path_both_saved(
