@@ -149,6 +149,7 @@ class Downloader:
             host_slot=self._hosts.slot,
             host_window=self._hosts.window,
             release_room=self._hosts.release_held,
+            redirected=self._hosts.redirected,
             directory_ready=self._directory_ready,
             emit=self._emit,
             throttle=_RateLimit(options.limit_rate) if options.limit_rate else None,
@@ -475,8 +476,18 @@ class _Origins:
         self._feeds.discard(feed)
 
     def free(self, key: str) -> bool:
-        """Whether `key` has room for a new transfer now (no request of its own waiting)."""
-        return not key or self._origin(key).free()
+        """Whether `key` has room for a new transfer now (no request of its own waiting),
+        and so has the origin its requests were last redirected to."""
+        if not key:
+            return True
+        first = self._origin(key)
+        if not first.free():
+            return False
+        return first.via is None or first.via == key or self._origin(first.via).free()
+
+    def redirected(self, here: str, there: str) -> None:
+        if self._options.per_host is not None:
+            self._origin(here).via = there
 
     def take(self, key: str) -> _Ticket | None:
         if not key:
@@ -722,6 +733,7 @@ class _Origin:
         self._on_room = on_room
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
+        self.via: str | None = None  # where its requests were last redirected (`free`)
 
     def idle(self) -> bool:
         return not self.window.in_flight and not self._waiters

@@ -148,6 +148,9 @@ class Context:
     # Gives back the origin room a list's job was handed with, before the job waits for
     # something else (its twin, a `jobs` slot): holding it there could deadlock.
     release_room: Callable[[], None] = lambda: None
+    # A request to the first origin was redirected to the second: a list's next jobs of the
+    # first wait for room in the second too (no worker waits on a paused redirect target).
+    redirected: Callable[[str, str], None] = lambda here, there: None
     throttle: Callable[[int], Awaitable[None]] | None = None
     ssl: ssl.SSLContext | bool = True
     proxy_for: Callable[[str], str | None] = lambda url: None
@@ -883,10 +886,10 @@ class _Transfer:
         own per-host slot (its window, its pause): a redirect to another origin gives back
         the first one's and waits for room in the next; the body comes within the last's."""
         self.attempts += 1
-        hop, left = first_hop(url), self.options.max_redirects + 1
+        hop, left, spent = first_hop(url), self.options.max_redirects + 1, 0.0
         while True:
             async with self.slot(hop.url):
-                response, hop, left = await self._follow(hop, extra, left)
+                response, hop, left, spent = await self._follow(hop, extra, left, spent)
                 if response is not None:
                     try:
                         yield response
@@ -895,25 +898,30 @@ class _Transfer:
                     return
 
     async def _follow(
-        self, hop: Hop, extra: dict[str, str], left: int
-    ) -> tuple[aiohttp.ClientResponse | None, Hop, int]:
+        self, hop: Hop, extra: dict[str, str], left: int, spent: float
+    ) -> tuple[aiohttp.ClientResponse | None, Hop, int, float]:
         """The final response of the redirect chain from `hop`, or None with the first hop to
-        another origin; and how many requests the chain may still make. The status lines and
-        headers of one origin's part must all have come within `-T` of its first request
-        going out (one deadline, not one per redirect)."""
+        another origin; how many requests the chain may still make, and the seconds its
+        heads took so far. The status lines and headers of the whole chain must come within
+        `-T` (one deadline, carried across origins, less the waits for their slots)."""
         options = self.options
-        async with HeaderDeadline(options.timeout, options.connect_timeout) as deadline:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        seconds = None if options.timeout is None else max(options.timeout - spent, _EARLY)
+        async with HeaderDeadline(seconds, options.connect_timeout) as deadline:
             while left > 0:
                 left -= 1
                 response = await self._send(hop, extra, deadline)
                 redirect = is_redirect(response.status)
                 location = response.headers.get("Location") if redirect else None
                 if location is None:
-                    return response, hop, left
+                    return response, hop, left, spent
                 response.release()
                 target = next_hop(hop, location)
-                if origin(target.url) != origin(hop.url):  # (`Hop.origin` is the chain's first)
-                    return None, target, left
+                there, here = origin(target.url), origin(hop.url)  # (`Hop.origin`: the first)
+                if there != here and left > 0:
+                    self.ctx.redirected(here, there)
+                    return None, target, left, spent + loop.time() - began
                 hop = target
         raise ProtocolError(f"too many redirects (more than {options.max_redirects})")
 

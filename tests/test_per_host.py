@@ -13,7 +13,7 @@ from aiohttp import web
 
 import aiowget
 
-from .conftest import ServeFactory, body, run_process
+from .conftest import ServeFactory, Server, body, run_process
 
 LIMIT = 60  # seconds: a run still going then has been held
 
@@ -455,3 +455,61 @@ async def test_a_redirect_to_another_origin_takes_that_origins_room(
     assert all(r.ok for r in results)
     assert crowd.answered == 8
     assert crowd.peak == 1
+
+
+async def test_jobs_redirected_to_a_paused_origin_do_not_hold_up_others(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """A's URLs redirect to B, which pauses everyone (429, Retry-After: 3); C's files, listed
+    after, are all done while B's pause runs: A's next jobs wait for B's room in the feed, not
+    in workers."""
+    paused: list[float] = []
+
+    async def target(request: web.Request) -> web.StreamResponse:
+        if not paused:
+            paused.append(time.monotonic())
+            return web.Response(status=429, headers={"Retry-After": "3"})
+        return web.Response(body=b"b")
+
+    b = await serve({"/{n}": target}, host="127.0.0.2")
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(b.url(f"/{request.match_info['n']}"))
+
+    crowd = Crowd(delay=0.0)
+    a = await serve({"/{n}": redirect})
+    c = await serve({"/{n}": crowd.handler})
+    urls = [a.url(f"/{n}") for n in range(20)] + [c.url(f"/{n}") for n in range(60)]
+    finished: dict[str, float] = {}
+
+    async with aiowget.Downloader(directory=tmp_path, jobs=8, retry_wait=0) as downloader:
+        async for result in downloader.iter_download(urls):
+            assert result.ok, result.error
+            finished[result.url] = time.monotonic()
+
+    (began,) = paused
+    assert max(finished[url] for url in urls[20:]) - began < 2.5  # C never waited on B
+
+
+async def test_a_chain_of_slow_hops_across_origins_still_meets_the_deadline(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """-T is one deadline for the heads of a whole chain, even when it changes origin at
+    every hop: twelve hops of 0.4 s between two origins fail at about 1 s (exit 4)."""
+    servers: list[Server] = []
+
+    async def bounce(request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        await asyncio.sleep(0.4)
+        if n == 12:
+            return web.Response(body=b"end")
+        raise web.HTTPFound(servers[(n + 1) % 2].url(f"/{n + 1}"))
+
+    servers += [await serve({"/{n}": bounce}), await serve({"/{n}": bounce}, host="127.0.0.2")]
+
+    started = time.monotonic()
+    result = await run_process("-q", "-T", "1", "-t", "0", "-P", tmp_path, servers[0].url("/0"),
+                               limit=LIMIT)  # fmt: skip
+
+    assert result.exit_code == 4, result.stderr
+    assert time.monotonic() - started < 4.0
