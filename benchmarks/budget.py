@@ -10,6 +10,7 @@ file, with start-up (Python, imports, the first connections) taken out. Wall and
 - floor: benchmarks/floor.py, the simplest aiohttp program doing the job;
 - library: `aiowget.download(urls, dir, jobs=64)` on uvloop;
 - command -q: `aiowget -q -j 64 -i LIST -P DIR`;
+- command -q --per-host none: the same without the per-origin window;
 - command: the same without -q (a line per file, to a file: stderr is not a terminal).
 """
 
@@ -36,10 +37,13 @@ uvloop.run(aiowget.download(urls, sys.argv[2], jobs=64))
 
 
 def clients(listing: Path) -> dict[str, list[str]]:
+    quiet = [AIOWGET, "-q", "-j", "64", "-i", str(listing), "-P", "{d}"]
     return {
         "floor (bare aiohttp)": [*bench.FLOOR, str(listing), "{d}", "64"],
         "library": [sys.executable, "-c", LIBRARY, str(listing), "{d}"],
-        "command -q": [AIOWGET, "-q", "-j", "64", "-i", str(listing), "-P", "{d}"],
+        "command -q": quiet,
+        # What the per-origin window (`--per-host auto`, the default) costs per file.
+        "command -q --per-host none": [*quiet[:1], "--per-host", "none", *quiet[1:]],
         "command": [AIOWGET, "-j", "64", "-i", str(listing), "-P", "{d}"],
     }
 
