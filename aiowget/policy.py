@@ -689,17 +689,21 @@ class HostWindow:
     """How many transfers one origin gets at once (`--per-host auto`), found as TCP finds its
     window: a pure object fed what happened and when (the clock is passed in).
 
-    - Starts at 2 and doubles every other sample (0.08 s each: the first after a change only
-      lets the new connections settle) while the window is used and throughput (files or
-      bytes per second) keeps rising by a tenth or more: slow start.
-    - A 429 or 503 halves it (never below 1), once per burst: no second cut and no growth for
-      `CALM` seconds. Resets, refused connections, timeouts and cut bodies do the same only
-      when they are a good share of the sample (see `troubled`). A `Retry-After` on a 429 or
-      503 pauses the whole origin until then.
-    - A step that brings no more throughput (the server or the link is saturated) stops the
-      growth there. Below the window of the last trouble or knee, growth is one connection
-      per sample; it probes above that only after `PROBE_AFTER` seconds.
-    - Never more than `cap` (`auto:MAX`, default `--jobs`)."""
+    - Slow start: from 2, doubles every other sample (0.08 s each: the first after a change
+      only lets the new connections settle) while the window is used and a doubling brings a
+      tenth more throughput (files or bytes per second); a doubling that brings nothing goes
+      back (the knee).
+    - Vegas brake: per-request times give the least median time of a sample (the base);
+      window x base / this sample's median is what the server serves unqueued. Two queued
+      samples in a row (over two, and over a quarter of the window, waiting) set the window
+      to that plus two (`_knee`). Without usable timings (sizes spread them) growth past slow
+      start is one connection per sample.
+    - A 429 halves it (never below 1), once per burst (`CALM`), with a ceiling just below for
+      `PROBE_AFTER`. A 503, reset, timeout or cut body cuts only when `_Evidence` says it is
+      clearly likelier at this window than at smaller ones (a cut made before there was
+      evidence is taken back if it proves to be noise). A `Retry-After` pauses the origin.
+    - A knee is probed again after `KNEE_PROBE_AFTER`; never more than `cap` (`auto:MAX`,
+      default `--jobs`)."""
 
     cap: int
     window: float = START_WINDOW
