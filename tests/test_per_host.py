@@ -13,12 +13,19 @@ from aiohttp import web
 
 import aiowget
 
-from .conftest import ServeFactory, Server, body, run_process
+from .conftest import CliResult, ServeFactory, Server, body, run_process
 
 LIMIT = 60  # seconds: a run still going then has been held
 
 
 Refusal = Callable[[web.Request], web.StreamResponse]
+
+
+async def fetch_list(urls: list[str], directory: Path, *flags: str) -> CliResult:
+    """The command line over `urls` given on standard input (the default `--per-host auto`
+    unless `flags` say otherwise)."""
+    listing = "".join(f"{url}\n" for url in urls).encode()
+    return await run_process(*flags, "-i", "-", "-P", directory, stdin=listing, limit=LIMIT)
 
 
 def too_many(request: web.Request) -> web.StreamResponse:
@@ -156,9 +163,7 @@ async def test_a_fixed_per_host_is_kept_and_none_is_unlimited(
     fixed_peak, crowd.peak = crowd.peak, 0
     await aiowget.download(urls, tmp_path / "b", jobs=12, per_host=None)
     none_peak, crowd.peak = crowd.peak, 0
-    listing = "".join(f"{url}\n" for url in urls).encode()
-    result = await run_process("-q", "-j", "12", "--per-host", "none", "-i", "-",
-                               "-P", tmp_path / "c", stdin=listing, limit=LIMIT)  # fmt: skip
+    result = await fetch_list(urls, tmp_path / "c", "-q", "-j", "12", "--per-host", "none")
 
     assert fixed_peak == 3
     assert none_peak == 12
@@ -172,11 +177,9 @@ async def test_the_json_summary_says_what_each_origin_window_did(
     crowd = Crowd(delay=0.02, beyond=2, refuse=unavailable)
 
     server = await serve({"/{n}": crowd.handler})
-    urls = "".join(server.url(f"/{n}") + "\n" for n in range(60))
+    urls = [server.url(f"/{n}") for n in range(60)]
 
-    result = await run_process("--json", "-q", "--per-host", "auto", "-j", "8",
-                               "--retry-wait", "0", "-i", "-", "-P", tmp_path,
-                               stdin=urls.encode(), limit=LIMIT)  # fmt: skip
+    result = await fetch_list(urls, tmp_path, "--json", "-q", "-j", "8", "--retry-wait", "0")
 
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout.splitlines()[-1])
@@ -292,11 +295,10 @@ async def test_verbose_logs_each_change_of_a_window_and_why(
     crowd = Crowd(delay=0.02, beyond=3, refuse=too_many)
 
     server = await serve({"/{n}": crowd.handler})
-    urls = "".join(server.url(f"/{n}") + "\n" for n in range(60))
+    urls = [server.url(f"/{n}") for n in range(60)]
 
-    result = await run_process("-v", "--progress", "plain", "--per-host", "auto", "-j", "8",
-                               "--retry-wait", "0", "-i", "-", "-P", tmp_path,
-                               stdin=urls.encode(), limit=LIMIT)  # fmt: skip
+    result = await fetch_list(urls, tmp_path, "-v", "--progress", "plain", "-j", "8",
+                              "--retry-wait", "0")  # fmt: skip
 
     assert result.exit_code == 0, result.stderr
     origin = f"http://127.0.0.1:{server.server.port}"
